@@ -1,0 +1,28 @@
+r"""markovppl: latent-Markov models as first-class NumPyro distributions.
+
+Backward filtering forward guiding (BFFG) gives exact evidence, smoothing and posterior path draws for
+finite-state and linear-Gaussian chains; see the documentation for the model families.
+"""
+
+from . import backward, datasets, guided, kernels, messages
+from .backward import backward_filter, backward_filter_parallel
+from .families import HMM, LinearGaussianSSM, stationary_distribution
+from .guided import forward_guide
+from .kernels import time_varying
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HMM",
+    "LinearGaussianSSM",
+    "backward",
+    "backward_filter",
+    "backward_filter_parallel",
+    "datasets",
+    "forward_guide",
+    "guided",
+    "kernels",
+    "messages",
+    "stationary_distribution",
+    "time_varying",
+]

@@ -1,0 +1,7 @@
+r"""Backward filtering: the BFFG rules and their drivers (sequential and parallel-in-time scans)."""
+
+from .parallel import backward_filter_parallel
+from .rules import fuse, leaf, marginalize, pullback
+from .sequential import BackwardResult, backward_filter
+
+__all__ = ["BackwardResult", "backward_filter", "backward_filter_parallel", "fuse", "leaf", "marginalize", "pullback"]

@@ -1,0 +1,106 @@
+r"""The three BFFG transformation rules, one implementation per (kernel type, message type).
+
+* **leaf initialisation** $h_\text{leaf}(x) = g(x, y)$, the likelihood of the observation;
+* **pullback** $h_{s \leftarrow t}(x) = \int h_t(y)\, \kappa(x, dy)$;
+* **fusion** $h_s = \prod_j h_{s \leftarrow c_j}$ (pointwise product);
+
+plus the root rule $\log p(y) = \log \int h_\text{root}\, d\pi$. Rules are chosen by
+:func:`functools.singledispatch` on the kernel (or law) type.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import singledispatch
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from .. import _linalg as la
+from ..kernels.finite import Categorical, Emission
+from ..kernels.gaussian import LinearGaussian
+from ..kernels.initial import CategoricalLaw, GaussianLaw
+from ..messages import categorical as cm
+from ..messages import gaussian as gm
+
+__all__ = ["leaf", "pullback", "fuse", "marginalize"]
+
+
+@singledispatch
+def leaf(kernel, y, missing, event_ndim: int = 0):
+    r"""Leaf message $g(\cdot, y)$ for observations ``y`` ``(T, *batch, *event)``; missing steps give $h \equiv 1$."""
+    raise TypeError(f"no leaf rule for kernel type {type(kernel).__name__}")
+
+
+@leaf.register
+def _(kernel: Emission, y, missing, event_ndim: int = 0):
+    log_lik = kernel.log_likelihood(y, event_ndim)
+    return cm.normalize(jnp.where(missing[..., None], 0.0, log_lik))
+
+
+@leaf.register
+def _(kernel: LinearGaussian, y, missing, event_ndim: int = 1):
+    r"""$H = L^\top R^{-1} L$, $F = L^\top R^{-1}(y - b)$, $c = -\tfrac12 r^\top R^{-1} r - \tfrac12\log\det 2\pi R$.
+
+    ``missing`` ``(T, *batch, m)`` flags missing coordinates: they are dropped exactly by replacing
+    $R$ with $\mathrm{blockdiag}(R_{oo}, I)$ and zeroing the missing rows of $L$ and of the residual.
+    """
+    obs = ~missing
+    both = obs[..., :, None] & obs[..., None, :]
+    eye = jnp.eye(y.shape[-1], dtype=y.dtype)
+    r = jnp.where(both, kernel.Q, jnp.where(missing[..., :, None], eye, 0.0))
+    a = jnp.where(obs[..., :, None], kernel.A, 0.0)
+    resid = jnp.where(obs, jnp.where(obs, y, 0.0) - kernel.b, 0.0)
+    chol = la.cholesky(r)
+    wa = la.solve_lower(chol, a)  # R^{-1/2} A
+    wr = la.solve_lower(chol, resid[..., None])[..., 0]
+    c = -0.5 * jnp.sum(wr**2, -1) - 0.5 * la.chol_logdet(chol) - 0.5 * math.log(2 * math.pi) * jnp.sum(obs, -1)
+    wat = jnp.swapaxes(wa, -1, -2)
+    return gm.GaussianMessage(c, la.matvec(wat, wr), la.symmetrize(la.matmul(wat, wa)))
+
+
+@singledispatch
+def pullback(kernel, message):
+    r"""$(\kappa h)(x) = \int h(y)\,\kappa(x, dy)$."""
+    raise TypeError(f"no pullback rule for kernel type {type(kernel).__name__}")
+
+
+@pullback.register
+def _(kernel: Categorical, message: cm.CategoricalMessage):
+    log_p = jnp.log(kernel.transition_matrix)
+    m = cm.normalize(logsumexp(log_p + message.log_h[..., None, :], axis=-1))
+    return cm.CategoricalMessage(m.log_h, m.log_norm + message.log_norm)
+
+
+@pullback.register
+def _(kernel: LinearGaussian, message: gm.GaussianMessage):
+    if kernel.cov_sqrt is None:
+        kernel = kernel.prepared()
+    return gm.affine_substitute(gm.convolve(message, kernel.cov_sqrt), kernel.A, kernel.b)
+
+
+@singledispatch
+def fuse(a, b):
+    """Pointwise product of two messages of the same family."""
+    raise TypeError(f"no fusion rule for message type {type(a).__name__}")
+
+
+fuse.register(cm.CategoricalMessage, cm.fuse)
+fuse.register(gm.GaussianMessage, gm.fuse)
+
+
+@singledispatch
+def marginalize(law, message):
+    r"""$\log \int h\, d\pi$ at the root."""
+    raise TypeError(f"no root rule for law type {type(law).__name__}")
+
+
+@marginalize.register
+def _(law: CategoricalLaw, message: cm.CategoricalMessage):
+    return cm.marginalize(message, law.log_probs)
+
+
+@marginalize.register
+def _(law: GaussianLaw, message: gm.GaussianMessage):
+    return gm.marginalize(message, law.mean, law.cov_sqrt)

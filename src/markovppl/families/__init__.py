@@ -1,0 +1,9 @@
+r"""Ready-made model families: distributions over observation sequences built on the BFFG core."""
+
+from .hmm import HMM, HMMFilter, HMMForecast, HMMPosterior, stationary_distribution
+from .lgssm import LGSSMFilter, LGSSMForecast, LGSSMPosterior, LinearGaussianSSM
+
+__all__ = [
+    "HMM", "HMMFilter", "HMMForecast", "HMMPosterior", "LGSSMFilter", "LGSSMForecast", "LGSSMPosterior",
+    "LinearGaussianSSM", "stationary_distribution",
+]

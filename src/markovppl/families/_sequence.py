@@ -1,0 +1,75 @@
+"""Shared plumbing of the sequence distributions: time-axis layout and missing steps."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpyro.distributions as dist
+
+from ..kernels.time import is_time_varying
+
+__all__ = ["time_first", "time_last", "missing_steps", "check_value", "MarkovSequence"]
+
+
+def time_first(x, event_ndim: int):
+    """Move the time axis of ``(*batch, T, *event)`` to the front."""
+    return jnp.moveaxis(x, x.ndim - 1 - event_ndim, 0)
+
+
+def time_last(x, event_ndim: int):
+    """Inverse of :func:`time_first`."""
+    return jnp.moveaxis(x, 0, x.ndim - 1 - event_ndim)
+
+
+def missing_steps(value, missing, event_ndim: int):
+    """Boolean ``(*batch, T)`` of missing steps: NaN anywhere in the step's event, or ``missing``."""
+    value = jnp.asarray(value)
+    flags = jnp.zeros(value.shape[: value.ndim - event_ndim], bool)
+    if jnp.issubdtype(value.dtype, jnp.floating):
+        nan = jnp.isnan(value)
+        flags = nan.any(axis=tuple(range(-event_ndim, 0))) if event_ndim else nan
+    if missing is not None:
+        flags = flags | jnp.asarray(missing, bool)
+    return flags
+
+
+def check_value(value, event_ndim: int, name: str = "obs") -> int:
+    """Number of steps of an observation array; empty sequences are an error."""
+    value = jnp.asarray(value)
+    if value.ndim < 1 + event_ndim:
+        raise ValueError(f"{name} must have shape (..., T{', event' if event_ndim else ''}), got {value.shape}")
+    num_steps = value.shape[value.ndim - 1 - event_ndim]
+    if num_steps == 0:
+        raise ValueError(f"{name} is an empty sequence (T = 0)")
+    return num_steps
+
+
+class MarkovSequence(dist.Distribution):
+    """Base class of the chain families: a distribution over ``(*batch, T, *obs_event)``."""
+
+    def _resolve_num_steps(self, num_steps, transition) -> int | None:
+        tv_steps = {leaf.value.shape[0] + 1 for leaf in _tv_leaves(transition)}
+        if len(tv_steps) > 1:
+            raise ValueError(f"time-varying transition parameters disagree on their number of steps: {sorted(s - 1 for s in tv_steps)}")
+        if tv_steps:
+            t = tv_steps.pop()
+            if num_steps is not None and num_steps != t:
+                raise ValueError(f"num_steps={num_steps} but time-varying transitions have {t - 1} steps (need num_steps - 1)")
+            return t
+        return num_steps
+
+    def _steps_of(self, value) -> int:
+        t = check_value(value, self._obs_event_ndim)
+        if self.num_steps is not None and t != self.num_steps:
+            raise ValueError(f"obs has {t} steps but the distribution was built with num_steps={self.num_steps}")
+        return t
+
+    def _require_num_steps(self) -> int:
+        if self.num_steps is None:
+            raise ValueError(f"{type(self).__name__}.sample needs num_steps (pass num_steps=T to the constructor)")
+        return self.num_steps
+
+
+def _tv_leaves(tree):
+    import jax
+
+    return [leaf for leaf in jax.tree.leaves(tree, is_leaf=is_time_varying) if is_time_varying(leaf)]

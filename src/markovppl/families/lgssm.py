@@ -1,0 +1,333 @@
+r"""Linear-Gaussian state-space models as NumPyro distributions over the observation sequence."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as dist
+from numpyro.distributions import constraints
+
+from .. import _linalg as la
+from .. import _validation as v
+from ..backward import backward_filter, backward_filter_parallel, leaf
+from ..guided import forward_guide, sample_noise
+from ..guided.marginals import gaussian_marginals
+from ..kernels.gaussian import LinearGaussian
+from ..kernels.initial import GaussianLaw
+from ..kernels.time import is_time_varying, split_time
+from ._sequence import MarkovSequence, check_value, time_first, time_last
+
+__all__ = ["LinearGaussianSSM", "LGSSMFilter", "LGSSMPosterior", "LGSSMForecast"]
+
+
+class LGSSMFilter(NamedTuple):
+    r"""Kalman filter output.
+
+    Attributes:
+        log_evidence: $\log p(y_{0:T-1})$.
+        filtered_means, filtered_covs: moments of $p(x_t \mid y_{0:t})$, ``(*batch, T, d[, d])``.
+        predicted_means, predicted_covs: moments of $p(x_t \mid y_{0:t-1})$.
+        log_predictive: $\log p(y_t \mid y_{0:t-1})$ over the observed coordinates, ``(*batch, T)``.
+    """
+
+    log_evidence: jax.Array
+    filtered_means: jax.Array
+    filtered_covs: jax.Array
+    predicted_means: jax.Array
+    predicted_covs: jax.Array
+    log_predictive: jax.Array
+
+
+class LGSSMPosterior(NamedTuple):
+    r"""Smoother output: moments of $p(x_t \mid y)$ and $\mathrm{Cov}(x_t, x_{t+1} \mid y)$."""
+
+    log_evidence: jax.Array
+    smoothed_means: jax.Array
+    smoothed_covs: jax.Array
+    smoothed_cross_covs: jax.Array
+
+
+class LGSSMForecast(NamedTuple):
+    r"""$h$-step-ahead moments of states and observations, and the predictive laws."""
+
+    state_means: jax.Array
+    state_covs: jax.Array
+    obs_means: jax.Array
+    obs_covs: jax.Array
+    predictive: dist.Distribution
+
+
+def _val(x):
+    return getattr(x, "value", x)
+
+
+class LinearGaussianSSM(MarkovSequence):
+    r"""Linear-Gaussian state-space model, a distribution over $y_{0:T-1}$:
+
+    $$x_0 \sim N(m_0, P_0),\quad x_t = A x_{t-1} + b + N(0, Q),\quad y_t = H x_t + c + N(0, R),$$
+
+    with an observation at $t = 0$ ($m_0, P_0$ is the law of the first observed state). ``log_prob``
+    is the exact evidence from the backward information filter (exponent-form messages; $H$ never
+    inverted, so partial observation, $\dim y < \dim x$ and singular $Q$ are fine).
+
+    Args:
+        initial_mean: $m_0$ ``(..., d)``.
+        initial_cov: $P_0$ ``(..., d, d)``, positive semi-definite.
+        transition_matrix: $A$ ``(..., d, d)`` (or ``mp.time_varying`` with ``T - 1`` steps).
+        transition_cov: $Q$ ``(..., d, d)``, positive semi-definite (or time-varying).
+        emission_matrix: $H$ ``(..., m, d)``.
+        emission_cov: $R$ ``(..., m, m)``, positive definite.
+        transition_offset: $b$ ``(..., d)`` (default 0; may be time-varying).
+        emission_offset: $c$ ``(..., m)`` (default 0).
+        num_steps: $T$, needed to ``sample`` unless transitions are time-varying.
+        missing: optional boolean ``(..., T)`` of missing steps. NaN in some coordinates of $y_t$ makes
+            just those coordinates missing.
+        parallel: use the parallel-in-time backward filter.
+
+    >>> import jax, jax.numpy as jnp
+    >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+    ...                         jnp.eye(1), jnp.eye(1), num_steps=4)
+    >>> y = ssm.sample(jax.random.PRNGKey(0))
+    >>> y.shape, ssm.log_prob(y).shape
+    ((4, 1), ())
+    """
+
+    pytree_data_fields = (
+        "initial_mean", "initial_cov", "transition_matrix", "transition_cov", "emission_matrix",
+        "emission_cov", "transition_offset", "emission_offset", "missing",
+    )
+    pytree_aux_fields = ("num_steps", "parallel")
+    _obs_event_ndim = 1
+
+    def __init__(
+        self,
+        initial_mean,
+        initial_cov,
+        transition_matrix,
+        transition_cov,
+        emission_matrix,
+        emission_cov,
+        transition_offset=None,
+        emission_offset=None,
+        *,
+        num_steps: int | None = None,
+        missing=None,
+        parallel: bool = False,
+        validate_args=None,
+    ):
+        as_arr = lambda x: x if is_time_varying(x) else jnp.asarray(x)
+        initial_mean, initial_cov = jnp.asarray(initial_mean), jnp.asarray(initial_cov)
+        transition_matrix, transition_cov = as_arr(transition_matrix), as_arr(transition_cov)
+        emission_matrix, emission_cov = jnp.asarray(emission_matrix), jnp.asarray(emission_cov)
+        v.check_ndim("initial_mean", initial_mean, 1, "(..., d)")
+        d = initial_mean.shape[-1]
+        if transition_offset is None:
+            transition_offset = jnp.zeros(d, initial_mean.dtype)
+        if emission_offset is None:
+            emission_offset = jnp.zeros(emission_matrix.shape[-2:-1], initial_mean.dtype)
+        transition_offset, emission_offset = as_arr(transition_offset), jnp.asarray(emission_offset)
+        for name, x in [("emission_matrix", emission_matrix), ("emission_cov", emission_cov), ("emission_offset", emission_offset)]:
+            if is_time_varying(x):
+                raise ValueError(f"{name}: time-varying emission parameters are not supported yet")
+        if _val(transition_matrix).shape[-2:] != (d, d):
+            raise ValueError(f"transition_matrix must have shape (..., {d}, {d}) to match initial_mean, got {_val(transition_matrix).shape}")
+        if emission_matrix.ndim < 2 or emission_matrix.shape[-1] != d:
+            raise ValueError(f"emission_matrix must have shape (..., m, {d}), got {emission_matrix.shape}")
+        if initial_cov.shape[-2:] != (d, d):
+            raise ValueError(f"initial_cov must have shape (..., {d}, {d}), got {initial_cov.shape}")
+        v.check_finite("initial_mean", initial_mean)
+        v.check_covariance("initial_cov", initial_cov, definite=False)
+        LinearGaussian(transition_matrix, transition_offset, transition_cov).validate(
+            ("transition_matrix", "transition_offset", "transition_cov"), definite=False)
+        LinearGaussian(emission_matrix, emission_offset, emission_cov).validate(
+            ("emission_matrix", "emission_offset", "emission_cov"), definite=True)
+        self.initial_mean, self.initial_cov = initial_mean, initial_cov
+        self.transition_matrix, self.transition_cov = transition_matrix, transition_cov
+        self.emission_matrix, self.emission_cov = emission_matrix, emission_cov
+        self.transition_offset, self.emission_offset = transition_offset, emission_offset
+        self.missing = None if missing is None else jnp.asarray(missing, bool)
+        self.parallel = bool(parallel)
+        self.num_steps = self._resolve_num_steps(num_steps, self._transition_raw())
+        tv_batch = lambda x, k: x.value.shape[1:-k] if is_time_varying(x) else x.shape[:-k]
+        batch_shape = jax.lax.broadcast_shapes(
+            initial_mean.shape[:-1], initial_cov.shape[:-2], tv_batch(transition_matrix, 2), tv_batch(transition_cov, 2),
+            tv_batch(transition_offset, 1), emission_matrix.shape[:-2], emission_cov.shape[:-2], emission_offset.shape[:-1],
+        )
+        event_shape = (self.num_steps or 1, emission_matrix.shape[-2])
+        super().__init__(batch_shape=batch_shape, event_shape=event_shape, validate_args=validate_args)
+
+    support = constraints.independent(constraints.real, 2)
+
+    @property
+    def state_dim(self) -> int:
+        return self.initial_mean.shape[-1]
+
+    @property
+    def obs_dim(self) -> int:
+        return self.emission_matrix.shape[-2]
+
+    def _transition_raw(self) -> LinearGaussian:
+        return LinearGaussian(self.transition_matrix, self.transition_offset, self.transition_cov)
+
+    def _transition(self) -> LinearGaussian:
+        return self._transition_raw().prepared()
+
+    def _emission(self) -> LinearGaussian:
+        return LinearGaussian(self.emission_matrix, self.emission_offset, self.emission_cov)
+
+    def _law(self) -> GaussianLaw:
+        return GaussianLaw(self.initial_mean, la.psd_sqrt(self.initial_cov))
+
+    def _coord_missing(self, value):
+        """Missing flags per coordinate, ``(*batch, T, m)``."""
+        value = jnp.asarray(value)
+        miss = jnp.isnan(value)
+        if self.missing is not None:
+            miss = miss | jnp.asarray(self.missing, bool)[..., None]
+        return miss
+
+    def _leaves(self, value):
+        self._steps_of(value)
+        value = jnp.asarray(value)
+        if not jnp.issubdtype(value.dtype, jnp.floating):
+            value = value.astype(self.initial_mean.dtype)
+        miss = self._coord_missing(value)
+        y = time_first(value, 1)
+        miss_t = time_first(jnp.broadcast_to(miss, jnp.broadcast_shapes(miss.shape, value.shape)), 1)
+        return leaf(self._emission(), y, miss_t), y, miss_t
+
+    def _backward(self, value):
+        run = backward_filter_parallel if self.parallel else backward_filter
+        leaves, _, _ = self._leaves(value)
+        return run(self._law(), self._transition(), leaves)
+
+    def log_prob(self, value):
+        r"""$\log p(y_{0:T-1})$ over all observed coordinates, shape ``sample_batch + batch_shape``."""
+        return self._backward(value).log_evidence
+
+    @classmethod
+    def infer_shapes(cls, initial_mean, initial_cov, transition_matrix, transition_cov, emission_matrix,
+                     emission_cov, transition_offset=(), emission_offset=(), num_steps=None):
+        """Shapes ``(batch_shape, event_shape)`` from the shapes of the parameters."""
+        batch = jax.lax.broadcast_shapes(
+            tuple(initial_mean)[:-1], tuple(initial_cov)[:-2], tuple(transition_matrix)[:-2], tuple(transition_cov)[:-2],
+            tuple(emission_matrix)[:-2], tuple(emission_cov)[:-2], tuple(transition_offset)[:-1], tuple(emission_offset)[:-1],
+        )
+        return batch, (num_steps or 1, tuple(emission_matrix)[-2])
+
+    def sample_with_states(self, key, sample_shape=()):
+        r"""Simulate ``(states, observations)``: ``(*sample, *batch, T, d)`` and ``(*sample, *batch, T, m)``."""
+        t = self._require_num_steps()
+        shape = tuple(sample_shape) + self.batch_shape
+        k_x, k_y = jax.random.split(key)
+        z = jax.random.normal(k_x, (t,) + shape + (self.state_dim,), self.initial_mean.dtype)
+        law = self._law()
+        x0 = law.mean + la.matvec(law.cov_sqrt, z[0])
+        xs, kernel_at = split_time(self._transition())
+
+        def _step(x_prev, inputs):
+            z_t, xs_t = inputs
+            k = kernel_at(xs_t)
+            x_t = la.matvec(k.A, x_prev) + k.b + la.matvec(k.cov_sqrt, z_t)
+            return x_t, x_t
+
+        _, rest = jax.lax.scan(_step, x0, (z[1:], xs))
+        states = jnp.concatenate([x0[None], rest], 0)
+        e = self._emission()
+        noise = jax.random.normal(k_y, states.shape[:-1] + (self.obs_dim,), states.dtype)
+        obs = la.matvec(e.A, states) + e.b + la.matvec(la.psd_sqrt(e.Q), noise)
+        return time_last(states, 1), time_last(obs, 1)
+
+    def sample(self, key, sample_shape=()):
+        return self.sample_with_states(key, sample_shape)[1]
+
+    def sample_with_intermediates(self, key, sample_shape=()):
+        states, obs = self.sample_with_states(key, sample_shape)
+        return obs, [states]
+
+    # ----------------------------------------------------------------- inference
+    def filter(self, obs) -> LGSSMFilter:
+        """Kalman filter (covariance form, missing coordinates dropped exactly)."""
+        _, y, miss = self._leaves(obs)
+        e = self._emission()
+        xs, kernel_at = split_time(self._transition())
+        m_dim = self.obs_dim
+        eye_m = jnp.eye(m_dim, dtype=y.dtype)
+
+        def _update(mean, cov, y_t, miss_t):
+            obs_t = ~miss_t
+            h = jnp.where(obs_t[..., :, None], e.A, 0.0)
+            r = jnp.where(obs_t[..., :, None] & obs_t[..., None, :], e.Q, jnp.where(miss_t[..., :, None], eye_m, 0.0))
+            resid = jnp.where(obs_t, jnp.where(obs_t, y_t, 0.0) - la.matvec(h, mean) - e.b, 0.0)
+            ph = la.matmul(cov, jnp.swapaxes(h, -1, -2))
+            s = la.symmetrize(la.matmul(h, ph) + r)
+            chol = la.cholesky(s)
+            w = la.solve_lower(chol, resid[..., None])[..., 0]
+            gain_t = la.solve_lower_transpose(chol, la.solve_lower(chol, jnp.swapaxes(ph, -1, -2)))  # S^{-1} H P
+            mean_f = mean + la.matvec(jnp.swapaxes(gain_t, -1, -2), resid)
+            cov_f = la.symmetrize(cov - la.matmul(ph, gain_t))
+            ll = -0.5 * jnp.sum(w**2, -1) - 0.5 * la.chol_logdet(chol) - 0.5 * math.log(2 * math.pi) * jnp.sum(obs_t, -1)
+            return mean_f, cov_f, ll
+
+        batch = y.shape[1:-1]
+        mean0 = jnp.broadcast_to(self.initial_mean, batch + (self.state_dim,))
+        cov0 = jnp.broadcast_to(self.initial_cov, batch + (self.state_dim,) * 2)
+        mf0, cf0, ll0 = _update(mean0, cov0, y[0], miss[0])
+
+        def _step(carry, inputs):
+            mean, cov = carry
+            y_t, miss_t, xs_t = inputs
+            k = kernel_at(xs_t)
+            mp_ = la.matvec(k.A, mean) + k.b
+            cp = la.symmetrize(la.matmul(k.A, la.matmul(cov, jnp.swapaxes(k.A, -1, -2))) + k.Q)
+            mf, cf, ll = _update(mp_, cp, y_t, miss_t)
+            return (mf, cf), (mf, cf, mp_, cp, ll)
+
+        _, (mf, cf, mp_, cp, ll) = jax.lax.scan(_step, (mf0, cf0), (y[1:], miss[1:], xs))
+        cat = lambda a, b: jnp.concatenate([a[None], b], 0)
+        ll = cat(ll0, ll)
+        return LGSSMFilter(
+            ll.sum(0), time_last(cat(mf0, mf), 1), time_last(cat(cf0, cf), 2),
+            time_last(cat(mean0, mp_), 1), time_last(cat(cov0, cp), 2), time_last(ll, 0),
+        )
+
+    def log_predictive(self, obs) -> jax.Array:
+        r"""One-step-ahead $\log p(y_t \mid y_{0:t-1})$, ``(*batch, T)``; they sum to ``log_prob``."""
+        return self.filter(obs).log_predictive
+
+    def smooth(self, obs) -> LGSSMPosterior:
+        """Smoothing moments (equal to the RTS smoother) by pushing the guided chain forward."""
+        back = self._backward(obs)
+        m = gaussian_marginals(self._law(), self._transition(), back.messages)
+        return LGSSMPosterior(back.log_evidence, time_last(m.means, 1), time_last(m.covs, 2), time_last(m.cross_covs, 2))
+
+    def posterior_sample(self, rng_key, obs, sample_shape=()) -> jax.Array:
+        r"""Exact joint draws of $x_{0:T-1} \mid y$ by forward guiding, ``(*sample_shape, *batch, T, d)``."""
+        back = self._backward(obs)
+        batch = back.log_evidence.shape
+        noise = sample_noise(rng_key, self._law(), back.messages.c.shape[0], tuple(sample_shape) + batch)
+        return time_last(forward_guide(self._law(), self._transition(), back.messages, noise).path, 1)
+
+    def forecast(self, obs, horizon: int) -> LGSSMForecast:
+        r"""Moments of $x_{T-1+h}$ and $y_{T-1+h}$ given $y_{0:T-1}$ for $h = 1..H$."""
+        if is_time_varying(self.transition_matrix) or is_time_varying(self.transition_cov) or is_time_varying(self.transition_offset):
+            raise ValueError("forecast needs time-homogeneous transitions (future steps are unknown)")
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        f = self.filter(obs)
+        k, e = self._transition(), self._emission()
+
+        def _step(carry, _):
+            mean, cov = carry
+            mean = la.matvec(k.A, mean) + k.b
+            cov = la.symmetrize(la.matmul(k.A, la.matmul(cov, jnp.swapaxes(k.A, -1, -2))) + k.Q)
+            return (mean, cov), (mean, cov)
+
+        _, (means, covs) = jax.lax.scan(_step, (f.filtered_means[..., -1, :], f.filtered_covs[..., -1, :, :]), None, length=horizon)
+        obs_means = la.matvec(e.A, means) + e.b
+        obs_covs = la.symmetrize(la.matmul(e.A, la.matmul(covs, jnp.swapaxes(e.A, -1, -2))) + e.Q)
+        means, covs, obs_means, obs_covs = time_last(means, 1), time_last(covs, 2), time_last(obs_means, 1), time_last(obs_covs, 2)
+        return LGSSMForecast(means, covs, obs_means, obs_covs, dist.MultivariateNormal(obs_means, obs_covs))

@@ -1,0 +1,6 @@
+r"""Forward guiding: the guided process $\kappa^\circ \propto \kappa h$ and its log-weights."""
+
+from .forward import GuidedPath, forward_guide, sample_noise
+from .rules import guide, guide_initial
+
+__all__ = ["GuidedPath", "forward_guide", "guide", "guide_initial", "sample_noise"]
