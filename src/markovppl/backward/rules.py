@@ -24,7 +24,7 @@ from ..kernels.initial import CategoricalLaw, GaussianLaw
 from ..messages import categorical as cm
 from ..messages import gaussian as gm
 
-__all__ = ["leaf", "pullback", "fuse", "marginalize"]
+__all__ = ["leaf", "pullback", "fuse", "marginalize", "log_scale", "add_log_scale"]
 
 
 @singledispatch
@@ -104,3 +104,20 @@ def _(law: CategoricalLaw, message: cm.CategoricalMessage):
 @marginalize.register
 def _(law: GaussianLaw, message: gm.GaussianMessage):
     return gm.marginalize(message, law.mean, law.cov_sqrt)
+
+
+@singledispatch
+def log_scale(message):
+    r"""The log-constant carried by a message ($\mathrm{log\_norm}$ or $c$)."""
+    raise TypeError(f"unknown message type {type(message).__name__}")
+
+
+log_scale.register(cm.CategoricalMessage, lambda m: m.log_norm)
+log_scale.register(gm.GaussianMessage, lambda m: m.c)
+
+
+def add_log_scale(message, delta):
+    r"""The message multiplied by $e^{\delta}$."""
+    if isinstance(message, cm.CategoricalMessage):
+        return message._replace(log_norm=message.log_norm + delta)
+    return message._replace(c=message.c + delta)

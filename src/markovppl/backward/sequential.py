@@ -14,7 +14,9 @@ from typing import Any, NamedTuple
 import jax
 
 from ..kernels.time import split_time
-from .rules import fuse, marginalize, pullback
+import jax.numpy as jnp
+
+from .rules import add_log_scale, fuse, log_scale, marginalize, pullback
 
 __all__ = ["BackwardResult", "backward_filter"]
 
@@ -70,10 +72,18 @@ def backward_filter(initial, transition, leaves) -> BackwardResult:
     def _step(h_next, inputs):
         g_t, xs_t = inputs
         h_t = fuse(g_t, pullback(kernel_at(xs_t), h_next))
-        return h_t, h_t
+        # carry the message with its log-constant set aside: the constants are summed afterwards by a
+        # tree reduction, which keeps float32 evidence accurate over long chains
+        increment = log_scale(h_t)
+        h_t = add_log_scale(h_t, -increment)
+        return h_t, (h_t, increment)
 
     last = _tail(leaves)
-    _, earlier = jax.lax.scan(_step, last, (_head(leaves), xs), reverse=True)
-    messages = _append(earlier, last)
+    last_scale = log_scale(last)
+    _, (earlier, increments) = jax.lax.scan(_step, add_log_scale(last, -last_scale), (_head(leaves), xs), reverse=True)
+    increments = jnp.concatenate([increments, last_scale[None]], 0)
+    scales = jax.lax.associative_scan(jnp.add, increments, reverse=True)  # suffix sums
+    messages = add_log_scale(_append(earlier, add_log_scale(last, -last_scale)), scales)
     root = jax.tree.map(lambda x: x[0], messages)
-    return BackwardResult(messages, marginalize(initial, root))
+    local_root = add_log_scale(root, -scales[0])
+    return BackwardResult(messages, marginalize(initial, local_root) + jnp.sum(increments, 0))

@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+
+import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
 from ..kernels.time import is_time_varying
 
-__all__ = ["time_first", "time_last", "missing_steps", "check_value", "MarkovSequence"]
+__all__ = ["time_first", "time_last", "missing_steps", "check_value", "MarkovSequence", "compiled"]
+
+
+def compiled(*static_argnames: str):
+    """Decorate a method so that calls go through one cached ``jax.jit`` of it.
+
+    The distribution itself is a pytree argument, so new parameter values reuse the compiled code
+    (no retracing) and eager calls do not recompile their scans every time. Inside an outer ``jit``
+    (e.g. NUTS) the inner ``jit`` is simply inlined.
+    """
+
+    def decorate(method):
+        jitted = jax.jit(method, static_argnames=static_argnames)
+        signature = inspect.signature(method)
+
+        @functools.wraps(method)
+        def wrapper(self, *args, **kwargs):
+            bound = signature.bind(self, *args, **kwargs)
+            for name in static_argnames:
+                if name in bound.arguments and isinstance(bound.arguments[name], list):
+                    bound.arguments[name] = tuple(bound.arguments[name])
+            return jitted(*bound.args, **bound.kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def time_first(x, event_ndim: int):

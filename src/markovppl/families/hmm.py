@@ -17,7 +17,7 @@ from ..guided.marginals import categorical_marginals
 from ..kernels.finite import Categorical, Emission, select_row
 from ..kernels.initial import CategoricalLaw
 from ..kernels.time import is_time_varying, split_time
-from ._sequence import MarkovSequence, missing_steps, time_first, time_last
+from ._sequence import MarkovSequence, compiled, missing_steps, time_first, time_last
 
 __all__ = ["HMM", "HMMFilter", "HMMPosterior", "HMMForecast", "stationary_distribution"]
 
@@ -98,6 +98,7 @@ class StateMixture(dist.Distribution):
     def support(self):
         return self.emission.support
 
+    @compiled()
     def log_prob(self, value):
         y = jnp.expand_dims(value, -1 - len(self.event_shape))
         return logsumexp(jnp.log(self.probs) + self.emission.log_prob(y), -1)
@@ -219,6 +220,7 @@ class HMM(MarkovSequence):
         y_safe = jnp.where(miss_t.reshape(miss_t.shape + (1,) * ev), filler, y)
         return leaf(Emission(self.emission), y_safe, miss_t, ev), miss_t
 
+    @compiled()
     def _backward(self, value):
         run = backward_filter_parallel if self.parallel else backward_filter
         leaves, _ = self._leaves(value)
@@ -267,26 +269,28 @@ class HMM(MarkovSequence):
         return batch, (num_steps or 1,) + tuple(emission_event_shape)
 
     # ----------------------------------------------------------------- inference
+    @compiled()
     def filter(self, obs) -> HMMFilter:
         """Forward filter (normalised at every step); see :class:`HMMFilter`."""
-        leaves, _ = self._leaves(obs)
+        leaves, miss = self._leaves(obs)
         xs, kernel_at = split_time(self._transition())
         log_pred0 = jnp.broadcast_to(jnp.log(self.initial_probs), leaves.log_h.shape[1:])
 
-        def _update(log_pred, g):
+        def _update(log_pred, g, miss_t):
             joint = log_pred + g.log_h
             lse = logsumexp(joint, -1)
-            return joint - lse[..., None], lse + g.log_norm
+            return joint - lse[..., None], jnp.where(miss_t, 0.0, lse + g.log_norm)
 
         def _step(log_filt, inputs):
-            g_t, xs_t = inputs
+            g_t, miss_t, xs_t = inputs
             log_pred = logsumexp(log_filt[..., :, None] + jnp.log(kernel_at(xs_t).transition_matrix), axis=-2)
-            log_filt_t, ll_t = _update(log_pred, g_t)
+            log_filt_t, ll_t = _update(log_pred, g_t, miss_t)
             return log_filt_t, (log_filt_t, log_pred, ll_t)
 
         first = jax.tree.map(lambda x: x[0], leaves)
-        log_filt0, ll0 = _update(log_pred0, first)
-        _, (filt, pred, ll) = jax.lax.scan(_step, log_filt0, (jax.tree.map(lambda x: x[1:], leaves), xs))
+        log_filt0, ll0 = _update(log_pred0, first, miss[0])
+        rest = jax.tree.map(lambda x: x[1:], leaves)
+        _, (filt, pred, ll) = jax.lax.scan(_step, log_filt0, (rest, miss[1:], xs))
         cat = lambda a, b: jnp.concatenate([a[None], b], 0)
         ll = cat(ll0, ll)
         return HMMFilter(
@@ -300,12 +304,14 @@ class HMM(MarkovSequence):
         r"""One-step-ahead $\log p(y_t \mid y_{0:t-1})$, ``(*batch, T)``; they sum to ``log_prob``."""
         return self.filter(obs).log_predictive
 
+    @compiled()
     def smooth(self, obs) -> HMMPosterior:
         r"""Smoothing marginals $p(x_t \mid y)$ and pairwise marginals, by pushing the guided chain forward."""
         back = self._backward(obs)
         m = categorical_marginals(self._law(), self._transition(), back.messages)
         return HMMPosterior(back.log_evidence, time_last(m.probs, 1), time_last(m.pairwise, 2))
 
+    @compiled("sample_shape")
     def posterior_sample(self, rng_key, obs, sample_shape=()) -> jax.Array:
         r"""Exact draws of $x_{0:T-1} \mid y$ by forward guiding, ``(*sample_shape, *batch, T)``."""
         back = self._backward(obs)
@@ -313,6 +319,7 @@ class HMM(MarkovSequence):
         noise = sample_noise(rng_key, self._law(), back.messages.log_h.shape[0], tuple(sample_shape) + batch)
         return time_last(forward_guide(self._law(), self._transition(), back.messages, noise).path, 0)
 
+    @compiled()
     def posterior_mode(self, obs) -> jax.Array:
         r"""Viterbi path $\arg\max_{x} p(x_{0:T-1} \mid y)$, ``(*batch, T)``."""
         leaves, _ = self._leaves(obs)
@@ -336,6 +343,7 @@ class HMM(MarkovSequence):
         _, rest = jax.lax.scan(_follow, x0, pointers)
         return time_last(jnp.concatenate([x0[None], rest], 0), 0)
 
+    @compiled("horizon")
     def forecast(self, obs, horizon: int) -> HMMForecast:
         r"""State probabilities and predictive laws for $y_{T}, \dots, y_{T-1+H}$."""
         if is_time_varying(self.transition_matrix):

@@ -18,7 +18,7 @@ from ..guided.marginals import gaussian_marginals
 from ..kernels.gaussian import LinearGaussian
 from ..kernels.initial import GaussianLaw
 from ..kernels.time import is_time_varying, split_time
-from ._sequence import MarkovSequence, check_value, time_first, time_last
+from ._sequence import MarkovSequence, compiled, check_value, time_first, time_last
 
 __all__ = ["LinearGaussianSSM", "LGSSMFilter", "LGSSMPosterior", "LGSSMForecast"]
 
@@ -199,11 +199,13 @@ class LinearGaussianSSM(MarkovSequence):
         miss_t = time_first(jnp.broadcast_to(miss, jnp.broadcast_shapes(miss.shape, value.shape)), 1)
         return leaf(self._emission(), y, miss_t), y, miss_t
 
+    @compiled()
     def _backward(self, value):
         run = backward_filter_parallel if self.parallel else backward_filter
         leaves, _, _ = self._leaves(value)
         return run(self._law(), self._transition(), leaves)
 
+    @compiled()
     def log_prob(self, value):
         r"""$\log p(y_{0:T-1})$ over all observed coordinates, shape ``sample_batch + batch_shape``."""
         return self._backward(value).log_evidence
@@ -249,6 +251,7 @@ class LinearGaussianSSM(MarkovSequence):
         return obs, [states]
 
     # ----------------------------------------------------------------- inference
+    @compiled()
     def filter(self, obs) -> LGSSMFilter:
         """Kalman filter (covariance form, missing coordinates dropped exactly)."""
         _, y, miss = self._leaves(obs)
@@ -298,12 +301,14 @@ class LinearGaussianSSM(MarkovSequence):
         r"""One-step-ahead $\log p(y_t \mid y_{0:t-1})$, ``(*batch, T)``; they sum to ``log_prob``."""
         return self.filter(obs).log_predictive
 
+    @compiled()
     def smooth(self, obs) -> LGSSMPosterior:
         """Smoothing moments (equal to the RTS smoother) by pushing the guided chain forward."""
         back = self._backward(obs)
         m = gaussian_marginals(self._law(), self._transition(), back.messages)
         return LGSSMPosterior(back.log_evidence, time_last(m.means, 1), time_last(m.covs, 2), time_last(m.cross_covs, 2))
 
+    @compiled("sample_shape")
     def posterior_sample(self, rng_key, obs, sample_shape=()) -> jax.Array:
         r"""Exact joint draws of $x_{0:T-1} \mid y$ by forward guiding, ``(*sample_shape, *batch, T, d)``."""
         back = self._backward(obs)
@@ -311,6 +316,7 @@ class LinearGaussianSSM(MarkovSequence):
         noise = sample_noise(rng_key, self._law(), back.messages.c.shape[0], tuple(sample_shape) + batch)
         return time_last(forward_guide(self._law(), self._transition(), back.messages, noise).path, 1)
 
+    @compiled("horizon")
     def forecast(self, obs, horizon: int) -> LGSSMForecast:
         r"""Moments of $x_{T-1+h}$ and $y_{T-1+h}$ given $y_{0:T-1}$ for $h = 1..H$."""
         if is_time_varying(self.transition_matrix) or is_time_varying(self.transition_cov) or is_time_varying(self.transition_offset):
