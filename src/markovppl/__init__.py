@@ -4,8 +4,9 @@ Backward filtering forward guiding (BFFG) gives exact evidence, smoothing and po
 finite-state and linear-Gaussian chains; see the documentation for the model families.
 """
 
-from . import backward, datasets, guided, kernels, messages
+from . import backward, datasets, diagnostics, guided, infer, kernels, messages
 from .backward import backward_filter, backward_filter_parallel
+from .diagnostics import to_inference_data
 from .families import HMM, LinearGaussianSSM, stationary_distribution
 from .guided import forward_guide
 from .kernels import time_varying
@@ -19,10 +20,13 @@ __all__ = [
     "backward_filter",
     "backward_filter_parallel",
     "datasets",
+    "diagnostics",
     "forward_guide",
     "guided",
+    "infer",
     "kernels",
     "messages",
     "stationary_distribution",
     "time_varying",
+    "to_inference_data",
 ]

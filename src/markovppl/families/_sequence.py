@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 
@@ -91,6 +92,16 @@ class MarkovSequence(dist.Distribution):
         if self.num_steps is not None and t != self.num_steps:
             raise ValueError(f"obs has {t} steps but the distribution was built with num_steps={self.num_steps}")
         return t
+
+    def with_num_steps(self, num_steps: int) -> "MarkovSequence":
+        """A copy whose time axis has ``num_steps`` steps (e.g. to simulate replicates of an observed
+        sequence from a distribution built without ``num_steps``)."""
+        if self.num_steps is not None and self.num_steps != num_steps:
+            raise ValueError(f"this distribution has num_steps={self.num_steps}, not {num_steps}")
+        new = copy.copy(self)
+        new.num_steps = num_steps
+        new._event_shape = (num_steps,) + tuple(self.event_shape[1:])
+        return new
 
     def _require_num_steps(self) -> int:
         if self.num_steps is None:

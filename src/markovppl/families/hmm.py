@@ -198,6 +198,10 @@ class HMM(MarkovSequence):
     def support(self):
         return constraints.independent(self.emission.support, 1)
 
+    def missing_steps(self, obs) -> jax.Array:
+        """Boolean ``(*batch, T)``: steps with a NaN observation or flagged in ``missing``."""
+        return missing_steps(jnp.asarray(obs), self.missing, self._obs_event_ndim)
+
     def _law(self) -> CategoricalLaw:
         return CategoricalLaw(jnp.log(self.initial_probs))
 

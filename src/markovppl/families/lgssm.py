@@ -18,7 +18,7 @@ from ..guided.marginals import gaussian_marginals
 from ..kernels.gaussian import LinearGaussian
 from ..kernels.initial import GaussianLaw
 from ..kernels.time import is_time_varying, split_time
-from ._sequence import MarkovSequence, compiled, check_value, time_first, time_last
+from ._sequence import MarkovSequence, compiled, time_first, time_last
 
 __all__ = ["LinearGaussianSSM", "LGSSMFilter", "LGSSMPosterior", "LGSSMForecast"]
 
@@ -188,6 +188,10 @@ class LinearGaussianSSM(MarkovSequence):
         if self.missing is not None:
             miss = miss | jnp.asarray(self.missing, bool)[..., None]
         return miss
+
+    def missing_steps(self, obs) -> jax.Array:
+        """Boolean ``(*batch, T)``: steps whose coordinates are all missing (NaN or flagged)."""
+        return self._coord_missing(jnp.asarray(obs, float)).all(-1)
 
     def _leaves(self, value):
         self._steps_of(value)

@@ -56,7 +56,9 @@ def fuse(a: CategoricalMessage, b: CategoricalMessage) -> CategoricalMessage:
 def evaluate(m: CategoricalMessage, x) -> jax.Array:
     r"""$\log h(x)$ at integer states ``x``."""
     x = jnp.asarray(x)
-    return m.log_norm + jnp.take_along_axis(m.log_h, x[..., None], axis=-1)[..., 0]
+    shape = jnp.broadcast_shapes(m.log_h.shape[:-1], x.shape)
+    log_h = jnp.broadcast_to(m.log_h, shape + m.log_h.shape[-1:])
+    return m.log_norm + jnp.take_along_axis(log_h, jnp.broadcast_to(x, shape)[..., None], axis=-1)[..., 0]
 
 
 def marginalize(m: CategoricalMessage, log_probs) -> jax.Array:
