@@ -136,17 +136,16 @@ def test_partial_and_missing_observations_and_singular_noise():
 
 
 def test_nile_local_level_mle_reproduces_durbin_koopman():
-    """Local level model on the Nile flow: MLE variances within 1% of D&K (15099, 1469.1).
-
-    The diffuse initial state is approximated by P0 = 1e7 (a documented large-variance start)."""
+    """Local level model on the Nile flow: MLE variances within 1% of D&K (15099, 1469.1), with the
+    diffuse start (large-variance approximation, kappa = 1e7)."""
     y = mp.datasets.load_nile().values[:, None]
     T = len(y)
 
     @jax.jit
     def nll(log_vars):
         s_eps, s_eta = jnp.exp(log_vars)
-        m = mp.LinearGaussianSSM(jnp.array([y[0, 0]]), jnp.eye(1) * 1e7, jnp.eye(1), s_eta * jnp.eye(1),
-                                 jnp.eye(1), s_eps * jnp.eye(1), num_steps=T)
+        m = mp.LinearGaussianSSM(jnp.zeros(1), None, jnp.eye(1), s_eta * jnp.eye(1), jnp.eye(1),
+                                 s_eps * jnp.eye(1), num_steps=T, diffuse=True)
         return -m.log_prob(y)
 
     grad = jax.jit(jax.grad(nll))
@@ -271,6 +270,15 @@ def test_bad_input_raises_clear_errors(change, match):
     args.update(change)
     with pytest.raises(ValueError, match=match):
         mp.LinearGaussianSSM(**args)
+
+
+def test_diffuse_start_arguments():
+    m = mp.LinearGaussianSSM(np.zeros(2), None, A, Q, H, R, diffuse=True, diffuse_scale=1e6)
+    np.testing.assert_allclose(m.initial_cov, 1e6 * np.eye(2))
+    with pytest.raises(ValueError, match="initial_cov must be None when diffuse=True"):
+        mp.LinearGaussianSSM(np.zeros(2), P0, A, Q, H, R, diffuse=True)
+    with pytest.raises(ValueError, match="initial_cov is required"):
+        mp.LinearGaussianSSM(np.zeros(2), None, A, Q, H, R)
 
 
 def test_bad_observations_raise():

@@ -88,7 +88,7 @@ def _compose_gaussian(early, late):
     return fuse(g1, pulled), (a, b, q)
 
 
-def backward_filter_parallel(initial, transition, leaves) -> BackwardResult:
+def backward_filter_parallel(initial, transition, leaves, *, store_messages: bool = True) -> BackwardResult:
     r"""Backward filter by a reverse associative scan; same arguments and result as
     :func:`~markovppl.backward.sequential.backward_filter`.
 
@@ -108,4 +108,4 @@ def backward_filter_parallel(initial, transition, leaves) -> BackwardResult:
     # with reverse=True the scan calls fn(later, earlier)
     messages, _ = jax.lax.associative_scan(lambda late, early: compose(early, late), (leaves, kernels), reverse=True)
     root = jax.tree.map(lambda x: x[0], messages)
-    return BackwardResult(messages, marginalize(initial, root))
+    return BackwardResult(messages if store_messages else None, marginalize(initial, root))

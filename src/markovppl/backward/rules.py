@@ -15,7 +15,6 @@ from functools import singledispatch
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import logsumexp
 
 from .. import _linalg as la
 from ..kernels.finite import Categorical, Emission
@@ -68,8 +67,10 @@ def pullback(kernel, message):
 
 @pullback.register
 def _(kernel: Categorical, message: cm.CategoricalMessage):
-    log_p = jnp.log(kernel.transition_matrix)
-    m = cm.normalize(logsumexp(log_p + message.log_h[..., None, :], axis=-1))
+    # log h is normalised to max 0, so P exp(log h) is a plain matrix-vector product in [min P, 1]:
+    # K exps and K logs per step instead of K^2 exps.
+    pulled = jnp.sum(kernel.transition_matrix * jnp.exp(message.log_h)[..., None, :], axis=-1)
+    m = cm.normalize(jnp.log(pulled))
     return cm.CategoricalMessage(m.log_h, m.log_norm + message.log_norm)
 
 

@@ -45,7 +45,7 @@ def _append(init, last):
     return jax.tree.map(lambda a, b: jax.numpy.concatenate([a, b[None]], 0), init, last)
 
 
-def backward_filter(initial, transition, leaves) -> BackwardResult:
+def backward_filter(initial, transition, leaves, *, store_messages: bool = True) -> BackwardResult:
     r"""Backward filter of a chain with ``T`` steps.
 
     Args:
@@ -53,6 +53,8 @@ def backward_filter(initial, transition, leaves) -> BackwardResult:
             :class:`~markovppl.kernels.initial.GaussianLaw`).
         transition: kernel $x_t \to x_{t+1}$; time-varying leaves have ``T - 1`` steps.
         leaves: leaf messages $g_t$ stacked on a leading axis of length ``T``.
+        store_messages: keep every $h_t$ (needed for guiding and smoothing); with ``False`` only the
+            evidence is computed and ``messages`` is ``None``.
 
     Returns:
         :class:`BackwardResult` with messages stacked ``(T, ...)``.
@@ -76,14 +78,15 @@ def backward_filter(initial, transition, leaves) -> BackwardResult:
         # tree reduction, which keeps float32 evidence accurate over long chains
         increment = log_scale(h_t)
         h_t = add_log_scale(h_t, -increment)
-        return h_t, (h_t, increment)
+        return h_t, ((h_t if store_messages else None), increment)
 
     last = _tail(leaves)
     last_scale = log_scale(last)
-    _, (earlier, increments) = jax.lax.scan(_step, add_log_scale(last, -last_scale), (_head(leaves), xs), reverse=True)
+    local_last = add_log_scale(last, -last_scale)
+    local_root, (earlier, increments) = jax.lax.scan(_step, local_last, (_head(leaves), xs), reverse=True)
     increments = jnp.concatenate([increments, last_scale[None]], 0)
+    log_evidence = marginalize(initial, local_root) + jnp.sum(increments, 0)
+    if not store_messages:
+        return BackwardResult(None, log_evidence)
     scales = jax.lax.associative_scan(jnp.add, increments, reverse=True)  # suffix sums
-    messages = add_log_scale(_append(earlier, add_log_scale(last, -last_scale)), scales)
-    root = jax.tree.map(lambda x: x[0], messages)
-    local_root = add_log_scale(root, -scales[0])
-    return BackwardResult(messages, marginalize(initial, local_root) + jnp.sum(increments, 0))
+    return BackwardResult(add_log_scale(_append(earlier, local_last), scales), log_evidence)

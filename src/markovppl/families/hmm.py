@@ -224,16 +224,16 @@ class HMM(MarkovSequence):
         y_safe = jnp.where(miss_t.reshape(miss_t.shape + (1,) * ev), filler, y)
         return leaf(Emission(self.emission), y_safe, miss_t, ev), miss_t
 
-    @compiled()
-    def _backward(self, value):
+    @compiled("store_messages")
+    def _backward(self, value, store_messages: bool = True):
         run = backward_filter_parallel if self.parallel else backward_filter
         leaves, _ = self._leaves(value)
-        return run(self._law(), self._transition(), leaves)
+        return run(self._law(), self._transition(), leaves, store_messages=store_messages)
 
     # ----------------------------------------------------------------- NumPyro contract
     def log_prob(self, value):
         r"""$\log p(y_{0:T-1})$, exact, shape ``sample_batch + batch_shape``."""
-        return self._backward(value).log_evidence
+        return self._backward(value, store_messages=False).log_evidence
 
     def sample_with_states(self, key, sample_shape=()):
         r"""Simulate ``(states, observations)``: states ``(*sample, *batch, T)``."""
@@ -278,31 +278,26 @@ class HMM(MarkovSequence):
         """Forward filter (normalised at every step); see :class:`HMMFilter`."""
         leaves, miss = self._leaves(obs)
         xs, kernel_at = split_time(self._transition())
-        log_pred0 = jnp.broadcast_to(jnp.log(self.initial_probs), leaves.log_h.shape[1:])
+        pred0 = jnp.broadcast_to(self.initial_probs, leaves.log_h.shape[1:])
 
-        def _update(log_pred, g, miss_t):
-            joint = log_pred + g.log_h
-            lse = logsumexp(joint, -1)
-            return joint - lse[..., None], jnp.where(miss_t, 0.0, lse + g.log_norm)
+        def _update(pred, g, miss_t):
+            joint = pred * jnp.exp(g.log_h)  # log h normalised to max 0: no overflow
+            total = jnp.sum(joint, -1)
+            return joint / total[..., None], jnp.where(miss_t, 0.0, jnp.log(total) + g.log_norm)
 
-        def _step(log_filt, inputs):
+        def _step(filt, inputs):
             g_t, miss_t, xs_t = inputs
-            log_pred = logsumexp(log_filt[..., :, None] + jnp.log(kernel_at(xs_t).transition_matrix), axis=-2)
-            log_filt_t, ll_t = _update(log_pred, g_t, miss_t)
-            return log_filt_t, (log_filt_t, log_pred, ll_t)
+            pred = jnp.sum(filt[..., :, None] * kernel_at(xs_t).transition_matrix, axis=-2)
+            filt_t, ll_t = _update(pred, g_t, miss_t)
+            return filt_t, (filt_t, pred, ll_t)
 
         first = jax.tree.map(lambda x: x[0], leaves)
-        log_filt0, ll0 = _update(log_pred0, first, miss[0])
+        filt0, ll0 = _update(pred0, first, miss[0])
         rest = jax.tree.map(lambda x: x[1:], leaves)
-        _, (filt, pred, ll) = jax.lax.scan(_step, log_filt0, (rest, miss[1:], xs))
+        _, (filt, pred, ll) = jax.lax.scan(_step, filt0, (rest, miss[1:], xs))
         cat = lambda a, b: jnp.concatenate([a[None], b], 0)
         ll = cat(ll0, ll)
-        return HMMFilter(
-            ll.sum(0),
-            time_last(jnp.exp(cat(log_filt0, filt)), 1),
-            time_last(jnp.exp(cat(log_pred0, pred)), 1),
-            time_last(ll, 0),
-        )
+        return HMMFilter(ll.sum(0), time_last(cat(filt0, filt), 1), time_last(cat(pred0, pred), 1), time_last(ll, 0))
 
     def log_predictive(self, obs) -> jax.Array:
         r"""One-step-ahead $\log p(y_t \mid y_{0:t-1})$, ``(*batch, T)``; they sum to ``log_prob``."""

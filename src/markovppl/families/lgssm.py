@@ -83,6 +83,12 @@ class LinearGaussianSSM(MarkovSequence):
         transition_offset: $b$ ``(..., d)`` (default 0; may be time-varying).
         emission_offset: $c$ ``(..., m)`` (default 0).
         num_steps: $T$, needed to ``sample`` unless transitions are time-varying.
+        diffuse: a diffuse start, by the large-variance approximation $P_0 = \kappa I$ with
+            $\kappa$ = ``diffuse_scale`` (pass ``initial_cov=None``; ``initial_mean`` is the centre,
+            usually 0). The log-likelihood then differs from the exact diffuse log-likelihood by terms of
+            order $1/\kappa$ plus a parameter-free constant, so maximum-likelihood estimates and posteriors
+            agree with the exact diffuse treatment to that order. Use float64 with large $\kappa$.
+        diffuse_scale: $\kappa$ (default $10^7$); choose it far above the squared scale of the state.
         missing: optional boolean ``(..., T)`` of missing steps. NaN in some coordinates of $y_t$ makes
             just those coordinates missing.
         parallel: use the parallel-in-time backward filter.
@@ -116,10 +122,21 @@ class LinearGaussianSSM(MarkovSequence):
         num_steps: int | None = None,
         missing=None,
         parallel: bool = False,
+        diffuse: bool = False,
+        diffuse_scale: float = 1e7,
         validate_args=None,
     ):
         as_arr = lambda x: x if is_time_varying(x) else jnp.asarray(x)
-        initial_mean, initial_cov = jnp.asarray(initial_mean), jnp.asarray(initial_cov)
+        initial_mean = jnp.asarray(initial_mean)
+        if diffuse:
+            if initial_cov is not None:
+                raise ValueError("initial_cov must be None when diffuse=True (the start is kappa * I)")
+            if not diffuse_scale > 0:
+                raise ValueError(f"diffuse_scale must be positive, got {diffuse_scale}")
+            initial_cov = diffuse_scale * jnp.eye(initial_mean.shape[-1], dtype=initial_mean.dtype)
+        elif initial_cov is None:
+            raise ValueError("initial_cov is required (or pass diffuse=True for a diffuse start)")
+        initial_cov = jnp.asarray(initial_cov)
         transition_matrix, transition_cov = as_arr(transition_matrix), as_arr(transition_cov)
         emission_matrix, emission_cov = jnp.asarray(emission_matrix), jnp.asarray(emission_cov)
         v.check_ndim("initial_mean", initial_mean, 1, "(..., d)")
@@ -203,16 +220,16 @@ class LinearGaussianSSM(MarkovSequence):
         miss_t = time_first(jnp.broadcast_to(miss, jnp.broadcast_shapes(miss.shape, value.shape)), 1)
         return leaf(self._emission(), y, miss_t), y, miss_t
 
-    @compiled()
-    def _backward(self, value):
+    @compiled("store_messages")
+    def _backward(self, value, store_messages: bool = True):
         run = backward_filter_parallel if self.parallel else backward_filter
         leaves, _, _ = self._leaves(value)
-        return run(self._law(), self._transition(), leaves)
+        return run(self._law(), self._transition(), leaves, store_messages=store_messages)
 
     @compiled()
     def log_prob(self, value):
         r"""$\log p(y_{0:T-1})$ over all observed coordinates, shape ``sample_batch + batch_shape``."""
-        return self._backward(value).log_evidence
+        return self._backward(value, store_messages=False).log_evidence
 
     @classmethod
     def infer_shapes(cls, initial_mean, initial_cov, transition_matrix, transition_cov, emission_matrix,
