@@ -61,7 +61,9 @@ def test_evidence_equals_dense_joint_gaussian(seed):
     y[3] = np.nan  # a missing step
     dense = oracles.lgssm_dense(m0, p0, a, b, q, h, c, r, y)
     model = mp.LinearGaussianSSM(m0, p0, a, q, h, r, b, c, num_steps=T)
-    assert abs(float(model.log_prob(y)) - dense["log_evidence"]) < 1e-9 * max(1, abs(dense["log_evidence"]))
+    tol = 1e-9 * max(1, abs(dense["log_evidence"]))
+    assert abs(float(model.log_prob(y)) - dense["log_evidence"]) < tol
+    assert abs(float(model._backward(y).log_evidence) - dense["log_evidence"]) < tol  # BFFG root message
     post = model.smooth(y)
     np.testing.assert_allclose(post.smoothed_means, dense["posterior_mean"], atol=1e-9)
     for t in range(T):
@@ -76,6 +78,7 @@ def test_long_sequence_matches_numpy_kalman():
     model = ssm(T)
     lp = float(model.log_prob(y))
     assert abs(lp - kf["log_evidence"]) < 1e-8 * abs(kf["log_evidence"])
+    assert abs(float(model._backward(y, store_messages=False).log_evidence) - lp) < 1e-8 * abs(lp)
     f = model.filter(y)
     np.testing.assert_allclose(f.filtered_means, kf["filtered_means"], atol=1e-8)
     np.testing.assert_allclose(f.log_predictive, kf["log_predictive"], atol=1e-8)
@@ -176,17 +179,23 @@ def test_gradient_matches_finite_differences(with_missing):
 
 
 def test_fused_and_library_linear_algebra_agree(monkeypatch):
+    """Both evidence routes (forward Kalman, backward information filter) on both linear-algebra paths.
+
+    The un-jitted methods are called so that the path switch is read at trace time every call."""
     from markovppl import _linalg
 
     rng = np.random.default_rng(8)
     m0, p0, a, b, q, h, c, r = random_model(rng, 4, 2)
     _, y = oracles.lgssm_simulate(rng, m0, p0, a, b, q, h, c, r, 30)
     model = mp.LinearGaussianSSM(m0, p0, a, q, h, r, b, c, num_steps=30)
-    fused = float(model.log_prob(y))
+    ref = oracles.kalman_filter(m0, p0, a, b, q, h, c, r, y)["log_evidence"]
+    forward = lambda: float(model._kalman(y, store=False))
+    backward = lambda: float(type(model)._backward.__wrapped__(model, y).log_evidence)
+    fused = forward(), backward()
     monkeypatch.setattr(_linalg, "FUSED_MAX_DIM", 0)
-    library = float(model.log_prob(y))
-    assert abs(fused - library) < 1e-10 * abs(library)
-    assert abs(library - oracles.kalman_filter(m0, p0, a, b, q, h, c, r, y)["log_evidence"]) < 1e-9 * abs(library)
+    library = forward(), backward()
+    for value in fused + library:
+        assert abs(value - ref) < 1e-9 * abs(ref)
 
 
 def test_batched_time_varying_and_vmap():
@@ -246,8 +255,10 @@ def test_float32_agrees_with_float64_at_long_T():
     f32 = lambda x: jnp.asarray(x, jnp.float32)
     m32 = mp.LinearGaussianSSM(f32(M0), f32(P0), f32(A), f32(Q), f32(H), f32(R), f32(B), f32(C), num_steps=T)
     lp32 = m32.log_prob(f32(y))
-    assert lp32.dtype == jnp.float32
+    back32 = m32._backward(f32(y), store_messages=False).log_evidence
+    assert lp32.dtype == jnp.float32 and back32.dtype == jnp.float32
     assert abs(float(lp32) - lp64) < 1e-4 * abs(lp64)
+    assert abs(float(back32) - lp64) < 1e-4 * abs(lp64)
 
 
 @pytest.mark.parametrize(

@@ -210,26 +210,37 @@ class LinearGaussianSSM(MarkovSequence):
         """Boolean ``(*batch, T)``: steps whose coordinates are all missing (NaN or flagged)."""
         return self._coord_missing(jnp.asarray(obs, float)).all(-1)
 
-    def _leaves(self, value):
+    def _observations(self, value):
+        """Observations and per-coordinate missing flags, time first: ``(T, *batch, m)`` each."""
         self._steps_of(value)
         value = jnp.asarray(value)
         if not jnp.issubdtype(value.dtype, jnp.floating):
             value = value.astype(self.initial_mean.dtype)
-        miss = self._coord_missing(value)
-        y = time_first(value, 1)
-        miss_t = time_first(jnp.broadcast_to(miss, jnp.broadcast_shapes(miss.shape, value.shape)), 1)
-        return leaf(self._emission(), y, miss_t), y, miss_t
+        miss = jnp.broadcast_to(self._coord_missing(value), value.shape)
+        return time_first(value, 1), time_first(miss, 1)
+
+    def _leaves(self, value):
+        y, miss = self._observations(value)
+        return leaf(self._emission(), y, miss)
 
     @compiled("store_messages")
     def _backward(self, value, store_messages: bool = True):
         run = backward_filter_parallel if self.parallel else backward_filter
-        leaves, _, _ = self._leaves(value)
+        leaves = self._leaves(value)
         return run(self._law(), self._transition(), leaves, store_messages=store_messages)
 
     @compiled()
     def log_prob(self, value):
-        r"""$\log p(y_{0:T-1})$ over all observed coordinates, shape ``sample_batch + batch_shape``."""
-        return self._backward(value, store_messages=False).log_evidence
+        r"""$\log p(y_{0:T-1})$ over all observed coordinates, shape ``sample_batch + batch_shape``.
+
+        Computed by the covariance-form Kalman filter, which needs only $m \times m$ factorisations per
+        step ($m$ = observation dimension) where the backward information filter needs $d \times d$
+        ones; both give the same exact evidence (the backward filter's root message is tested equal).
+        With ``parallel=True`` the parallel-in-time backward filter is used instead.
+        """
+        if self.parallel:
+            return self._backward(value, store_messages=False).log_evidence
+        return self._kalman(value, store=False)
 
     @classmethod
     def infer_shapes(cls, initial_mean, initial_cov, transition_matrix, transition_cov, emission_matrix,
@@ -275,44 +286,53 @@ class LinearGaussianSSM(MarkovSequence):
     @compiled()
     def filter(self, obs) -> LGSSMFilter:
         """Kalman filter (covariance form, missing coordinates dropped exactly)."""
-        _, y, miss = self._leaves(obs)
+        return self._kalman(obs, store=True)
+
+    def _kalman(self, obs, store: bool):
+        r"""Covariance-form Kalman filter. Missing coordinates are removed exactly by zeroing their rows
+        of $H$ and of the residual and replacing $R$ by $\mathrm{blockdiag}(R_{oo}, I)$; these masked
+        arrays are formed for all steps before the scan, so the loop body is pure arithmetic."""
+        y, miss = self._observations(obs)
         e = self._emission()
         xs, kernel_at = split_time(self._transition())
-        m_dim = self.obs_dim
-        eye_m = jnp.eye(m_dim, dtype=y.dtype)
+        obs_t = ~miss
+        eye_m = jnp.eye(self.obs_dim, dtype=y.dtype)
+        h_all = jnp.where(obs_t[..., :, None], e.A, 0.0)
+        r_all = jnp.where(obs_t[..., :, None] & obs_t[..., None, :], e.Q, jnp.where(miss[..., :, None], eye_m, 0.0))
+        y_all = jnp.where(obs_t, jnp.where(obs_t, y, 0.0) - e.b, 0.0)
+        const_all = -0.5 * math.log(2 * math.pi) * jnp.sum(obs_t, -1).astype(y.dtype)
 
-        def _update(mean, cov, y_t, miss_t):
-            obs_t = ~miss_t
-            h = jnp.where(obs_t[..., :, None], e.A, 0.0)
-            r = jnp.where(obs_t[..., :, None] & obs_t[..., None, :], e.Q, jnp.where(miss_t[..., :, None], eye_m, 0.0))
-            resid = jnp.where(obs_t, jnp.where(obs_t, y_t, 0.0) - la.matvec(h, mean) - e.b, 0.0)
+        def _update(mean, cov, h, r, y_t):
+            resid = y_t - la.matvec(h, mean)
             ph = la.matmul(cov, jnp.swapaxes(h, -1, -2))
-            s = la.symmetrize(la.matmul(h, ph) + r)
-            chol = la.cholesky(s)
+            chol = la.cholesky(la.symmetrize(la.matmul(h, ph) + r))
             w = la.solve_lower(chol, resid[..., None])[..., 0]
             gain_t = la.solve_lower_transpose(chol, la.solve_lower(chol, jnp.swapaxes(ph, -1, -2)))  # S^{-1} H P
             mean_f = mean + la.matvec(jnp.swapaxes(gain_t, -1, -2), resid)
             cov_f = la.symmetrize(cov - la.matmul(ph, gain_t))
-            ll = -0.5 * jnp.sum(w**2, -1) - 0.5 * la.chol_logdet(chol) - 0.5 * math.log(2 * math.pi) * jnp.sum(obs_t, -1)
-            return mean_f, cov_f, ll
+            return mean_f, cov_f, -0.5 * jnp.sum(w**2, -1) - 0.5 * la.chol_logdet(chol)
 
         batch = y.shape[1:-1]
         mean0 = jnp.broadcast_to(self.initial_mean, batch + (self.state_dim,))
         cov0 = jnp.broadcast_to(self.initial_cov, batch + (self.state_dim,) * 2)
-        mf0, cf0, ll0 = _update(mean0, cov0, y[0], miss[0])
+        mf0, cf0, ll0 = _update(mean0, cov0, h_all[0], r_all[0], y_all[0])
 
         def _step(carry, inputs):
             mean, cov = carry
-            y_t, miss_t, xs_t = inputs
+            h, r, y_t, xs_t = inputs
             k = kernel_at(xs_t)
             mp_ = la.matvec(k.A, mean) + k.b
             cp = la.symmetrize(la.matmul(k.A, la.matmul(cov, jnp.swapaxes(k.A, -1, -2))) + k.Q)
-            mf, cf, ll = _update(mp_, cp, y_t, miss_t)
-            return (mf, cf), (mf, cf, mp_, cp, ll)
+            mf, cf, ll = _update(mp_, cp, h, r, y_t)
+            return (mf, cf), ((mf, cf, mp_, cp, ll) if store else ll)
 
-        _, (mf, cf, mp_, cp, ll) = jax.lax.scan(_step, (mf0, cf0), (y[1:], miss[1:], xs))
+        rest = (h_all[1:], r_all[1:], y_all[1:], xs)
+        _, out = jax.lax.scan(_step, (mf0, cf0), rest)
+        ll = jnp.concatenate([ll0[None], out[-1] if store else out], 0) + const_all
+        if not store:
+            return jnp.sum(ll, 0)
+        mf, cf, mp_, cp, _ = out
         cat = lambda a, b: jnp.concatenate([a[None], b], 0)
-        ll = cat(ll0, ll)
         return LGSSMFilter(
             ll.sum(0), time_last(cat(mf0, mf), 1), time_last(cat(cf0, cf), 2),
             time_last(cat(mean0, mp_), 1), time_last(cat(cov0, cp), 2), time_last(ll, 0),
