@@ -9,13 +9,14 @@ states) and carry their log-constant, so the evidence is exact and stable for lo
 
 from __future__ import annotations
 
+from functools import singledispatch
 from typing import Any, NamedTuple
 
 import jax
-
-from ..kernels.time import split_time
 import jax.numpy as jnp
 
+from ..kernels.time import split_time
+from ..messages import categorical as cm
 from .rules import add_log_scale, fuse, log_scale, marginalize, pullback
 
 __all__ = ["BackwardResult", "backward_filter"]
@@ -69,24 +70,52 @@ def backward_filter(initial, transition, leaves, *, store_messages: bool = True)
     >>> round(float(jnp.exp(out.log_evidence)), 4)   # (0.55)^2
     0.3025
     """
+    local_root, local, increments = _local_messages(leaves, transition, store_messages)
+    log_evidence = marginalize(initial, local_root) + jnp.sum(increments, 0)
+    if not store_messages:
+        return BackwardResult(None, log_evidence)
+    scales = jax.lax.associative_scan(jnp.add, increments, reverse=True)  # suffix sums
+    return BackwardResult(add_log_scale(local, scales), log_evidence)
+
+
+@singledispatch
+def _local_messages(leaves, transition, store: bool):
+    r"""The reverse scan. Messages are carried with their log-constant set aside; the per-step
+    increments (``T``, leading axis) are summed afterwards by a tree reduction, which keeps float32
+    evidence accurate over long chains. Returns ``(root, all messages or None, increments)`` with
+    every message at log-scale 0."""
     xs, kernel_at = split_time(transition)
 
     def _step(h_next, inputs):
         g_t, xs_t = inputs
         h_t = fuse(g_t, pullback(kernel_at(xs_t), h_next))
-        # carry the message with its log-constant set aside: the constants are summed afterwards by a
-        # tree reduction, which keeps float32 evidence accurate over long chains
         increment = log_scale(h_t)
         h_t = add_log_scale(h_t, -increment)
-        return h_t, ((h_t if store_messages else None), increment)
+        return h_t, ((h_t if store else None), increment)
 
     last = _tail(leaves)
     last_scale = log_scale(last)
     local_last = add_log_scale(last, -last_scale)
     local_root, (earlier, increments) = jax.lax.scan(_step, local_last, (_head(leaves), xs), reverse=True)
     increments = jnp.concatenate([increments, last_scale[None]], 0)
-    log_evidence = marginalize(initial, local_root) + jnp.sum(increments, 0)
-    if not store_messages:
-        return BackwardResult(None, log_evidence)
-    scales = jax.lax.associative_scan(jnp.add, increments, reverse=True)  # suffix sums
-    return BackwardResult(add_log_scale(_append(earlier, local_last), scales), log_evidence)
+    return local_root, (_append(earlier, local_last) if store else None), increments
+
+
+@_local_messages.register
+def _(leaves: cm.CategoricalMessage, transition, store: bool):
+    """Finite states: the same recursion carried in probability space (normalised to max 1), so a step
+    is one matrix-vector product with no exp/log; log-messages are formed outside the loop."""
+    xs, kernel_at = split_time(transition)
+    probs = jnp.exp(leaves.log_h)
+
+    def _step(v_next, inputs):
+        e_t, xs_t = inputs
+        w = jnp.sum(kernel_at(xs_t).transition_matrix * v_next[..., None, :], -1) * e_t
+        top = jnp.max(w, -1)
+        v_t = w / top[..., None]
+        return v_t, ((v_t if store else None), jnp.log(top))
+
+    v_root, (earlier, log_top) = jax.lax.scan(_step, probs[-1], (probs[:-1], xs), reverse=True)
+    increments = jnp.concatenate([log_top + leaves.log_norm[:-1], leaves.log_norm[-1:]], 0)
+    local = lambda v: cm.CategoricalMessage(jnp.log(v), jnp.zeros(v.shape[:-1], v.dtype))
+    return local(v_root), (local(jnp.concatenate([earlier, probs[-1:]], 0)) if store else None), increments

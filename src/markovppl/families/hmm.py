@@ -17,6 +17,7 @@ from ..guided.marginals import categorical_marginals
 from ..kernels.finite import Categorical, Emission, select_row
 from ..kernels.initial import CategoricalLaw
 from ..kernels.time import is_time_varying, split_time
+from ._hmm_evidence import hmm_log_evidence
 from ._sequence import MarkovSequence, compiled, missing_steps, time_first, time_last
 
 __all__ = ["HMM", "HMMFilter", "HMMPosterior", "HMMForecast", "stationary_distribution"]
@@ -232,8 +233,16 @@ class HMM(MarkovSequence):
 
     # ----------------------------------------------------------------- NumPyro contract
     def log_prob(self, value):
-        r"""$\log p(y_{0:T-1})$, exact, shape ``sample_batch + batch_shape``."""
-        return self._backward(value, store_messages=False).log_evidence
+        r"""$\log p(y_{0:T-1})$, exact, shape ``sample_batch + batch_shape``.
+
+        The backward filter gives the value; its gradient comes from the smoothing distribution
+        (Fisher's identity, see ``markovppl.families._hmm_evidence``) rather than from differentiating
+        through the scan.
+        """
+        if self.parallel:
+            return self._backward(value, store_messages=False).log_evidence
+        leaves, _ = self._leaves(value)
+        return hmm_log_evidence(self.initial_probs, self.transition_matrix, leaves.log_h + leaves.log_norm[..., None])
 
     def sample_with_states(self, key, sample_shape=()):
         r"""Simulate ``(states, observations)``: states ``(*sample, *batch, T)``."""
