@@ -3,29 +3,27 @@ r"""The main job: a 3-state Poisson HMM fitted to the annual counts of major ear
 $$x_0 \sim \pi_0,\quad x_{t+1} \mid x_t \sim P[x_t, \cdot],\quad y_t \mid x_t \sim \mathrm{Poisson}(\lambda_{x_t}),$$
 
 with ordered rates $\lambda_k = 20 e^{z_k}$, $z_0 < z_1 < z_2$ an ordered standard-normal vector (so chains
-cannot swap labels), sticky Dirichlet
-rows for $P$ and a uniform $\pi_0$. NUTS samples the parameters; the hidden path is marginalised
+cannot swap labels), sticky Dirichlet rows for $P$ and a uniform $\pi_0$. NUTS samples the parameters; the hidden path is marginalised
 exactly by the backward filter and recovered afterwards by forward guiding.
 """
 
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from numpyro.infer import MCMC, NUTS
 
 from . import diagnostics
 from .datasets import load_earthquakes
 from .diagnostics.plots import plot_state_probabilities
 from .families import HMM
+from .fit import FitResult, fit_model
 
-__all__ = ["earthquake_model", "run_demo", "DemoResult"]
+__all__ = ["earthquake_model", "load_data", "plots", "run_demo"]
 
 
 def earthquake_model(y=None, num_states: int = 3, num_steps: int | None = None):
@@ -43,41 +41,33 @@ def earthquake_model(y=None, num_states: int = 3, num_steps: int | None = None):
     numpyro.sample("y", hmm, obs=y)
 
 
-class DemoResult(NamedTuple):
-    idata: object
-    summary: object
-    out_dir: str
-    files: list
+def load_data() -> dict:
+    """The bundled earthquake counts as ``{"y", "time", "columns"}``."""
+    data = load_earthquakes()
+    return {"y": data.values, "time": data.time, "columns": ["count"]}
+
+
+def plots(idata, data, out_dir) -> list:
+    """Counts with the posterior mean state level and the posterior hidden-state probabilities."""
+    post = diagnostics.get_group(idata, "posterior")
+    rates = np.asarray(post["rates"]).reshape(-1, post["rates"].shape[-1])
+    P = np.asarray(post["P"]).reshape((-1,) + post["P"].shape[-2:])
+    y = jnp.asarray(data["y"])
+    k = rates.shape[-1]
+    smooth = jax.jit(jax.vmap(lambda r, P: HMM(jnp.ones(k) / k, P, dist.Poisson(r)).smooth(y).smoothed_probs))
+    probs = np.asarray(smooth(rates, P))
+    level = np.mean(np.einsum("dtk,dk->dt", probs, rates), 0)
+    path = os.path.join(out_dir, "hidden_states.png")
+    labels = ["low", "medium", "high"] if k == 3 else None
+    plot_state_probabilities(data["time"], data["y"], probs.mean(0), path, state_means=level,
+                             ylabel="major earthquakes per year", state_labels=labels,
+                             title=f"Earthquake counts and posterior hidden-state probabilities ({k}-state Poisson HMM)")
+    return [path]
 
 
 def run_demo(out_dir: str = "results", *, num_warmup: int = 500, num_samples: int = 500, num_chains: int = 2,
-             seed: int = 0, progress_bar: bool = True) -> DemoResult:
-    """Fit the earthquake model, print diagnostics and write InferenceData and plots to ``out_dir``."""
-    data = load_earthquakes()
-    y = jnp.asarray(data.values)
-    chain_method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
-    mcmc = MCMC(NUTS(earthquake_model), num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method=chain_method, progress_bar=progress_bar)
-    mcmc.run(jax.random.PRNGKey(seed), y=y, extra_fields=("diverging",))
-    idata = diagnostics.to_inference_data(mcmc, jax.random.PRNGKey(seed + 1), coords={"time": data.time})
-    summary = diagnostics.summary(idata, var_names=["rates", "P"])
-
-    os.makedirs(out_dir, exist_ok=True)
-    files = [diagnostics.to_netcdf(idata, os.path.join(out_dir, "earthquakes_idata.nc"))]
-    summary.to_csv(os.path.join(out_dir, "summary.csv"))
-    files.append(os.path.join(out_dir, "summary.csv"))
-    trace_path = os.path.join(out_dir, "trace.png")
-    diagnostics.plot_trace(idata, ["rates", "P"], trace_path)
-    files.append(trace_path)
-
-    samples = mcmc.get_samples()
-    smooth = jax.jit(jax.vmap(lambda r, P: HMM(jnp.ones(3) / 3, P, dist.Poisson(r)).smooth(y).smoothed_probs))
-    probs = np.asarray(smooth(samples["rates"], samples["P"]))
-    level = np.mean(np.einsum("dtk,dk->dt", probs, np.asarray(samples["rates"])), 0)
-    states_path = os.path.join(out_dir, "hidden_states.png")
-    plot_state_probabilities(data.time, data.values, probs.mean(0), states_path, state_means=level,
-                             ylabel="major earthquakes per year",
-                             title="Earthquake counts and posterior hidden-state probabilities (3-state Poisson HMM)",
-                             state_labels=["low", "medium", "high"])
-    files.append(states_path)
-    return DemoResult(idata, summary, out_dir, files)
+             seed: int = 0, progress_bar: bool = True) -> FitResult:
+    """Fit the earthquake model, write InferenceData, summary and plots to ``out_dir``."""
+    return fit_model(earthquake_model, load_data(), out_dir, name="earthquakes", var_names=["rates", "P"],
+                     plots=plots, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                     seed=seed, progress_bar=progress_bar)

@@ -1,0 +1,63 @@
+r"""The fitting pipeline behind ``markovppl fit`` and ``markovppl demo``: NUTS, ArviZ, files, plots."""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.infer import MCMC, NUTS
+
+from . import diagnostics
+
+__all__ = ["FitResult", "fit_model"]
+
+
+class FitResult(NamedTuple):
+    """Attributes: ``mcmc``; ``idata`` (ArviZ); ``summary`` (DataFrame); ``divergences``; ``files`` written."""
+
+    mcmc: MCMC
+    idata: object
+    summary: object
+    divergences: int
+    files: list
+
+
+def fit_model(model, data: dict, out_dir: str, *, name: str = "model", var_names=None, plots=None,
+              num_warmup: int = 500, num_samples: int = 500, num_chains: int = 2, seed: int = 0,
+              progress_bar: bool = True) -> FitResult:
+    """Run NUTS on ``model(y=data["y"])`` and write ``{name}_idata.nc``, ``summary.csv``, ``trace.png``
+    and the model's own plots to ``out_dir``.
+
+    Args:
+        model: NumPyro model taking the observations as ``y``.
+        data: ``{"y": array, "time": array}`` (time becomes the ArviZ ``time`` coordinate).
+        out_dir: output folder (created if needed).
+        name: stem of the InferenceData file.
+        var_names: parameters to summarise and trace-plot (default: all posterior variables).
+        plots: optional ``plots(idata, data, out_dir) -> list[str]``.
+        num_warmup, num_samples, num_chains, seed, progress_bar: NUTS settings; chains run in parallel
+            when enough devices exist (``numpyro.set_host_device_count``), else one after another.
+    """
+    y = jnp.asarray(data["y"])
+    chain_method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
+    mcmc = MCMC(NUTS(model), num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                chain_method=chain_method, progress_bar=progress_bar)
+    mcmc.run(jax.random.PRNGKey(seed), y=y, extra_fields=("diverging",))
+    coords = {"time": np.asarray(data["time"])} if data.get("time") is not None else None
+    idata = diagnostics.to_inference_data(mcmc, jax.random.PRNGKey(seed + 1), coords=coords)
+    names = list(var_names) if var_names else None
+    summary = diagnostics.summary(idata, var_names=names)
+
+    os.makedirs(out_dir, exist_ok=True)
+    files = [diagnostics.to_netcdf(idata, os.path.join(out_dir, f"{name}_idata.nc"))]
+    summary.to_csv(os.path.join(out_dir, "summary.csv"))
+    files.append(os.path.join(out_dir, "summary.csv"))
+    trace = os.path.join(out_dir, "trace.png")
+    diagnostics.plot_trace(idata, names, trace)
+    files.append(trace)
+    if plots is not None:
+        files.extend(plots(idata, data, out_dir) or [])
+    return FitResult(mcmc, idata, summary, diagnostics.divergences(idata), files)
