@@ -90,7 +90,7 @@ def _compose_gaussian(early, late):
 
 def backward_filter_parallel(initial, transition, leaves, *, store_messages: bool = True) -> BackwardResult:
     r"""Backward filter by a reverse associative scan; same arguments and result as
-    :func:`~markovppl.backward.sequential.backward_filter`.
+    [`backward_filter`][markovppl.backward.sequential.backward_filter].
 
     >>> import jax.numpy as jnp
     >>> from markovppl.kernels import Categorical

@@ -5,7 +5,7 @@ r"""The three BFFG transformation rules, one implementation per (kernel type, me
 * **fusion** $h_s = \prod_j h_{s \leftarrow c_j}$ (pointwise product);
 
 plus the root rule $\log p(y) = \log \int h_\text{root}\, d\pi$. Rules are chosen by
-:func:`functools.singledispatch` on the kernel (or law) type.
+``functools.singledispatch`` on the kernel (or law) type.
 """
 
 from __future__ import annotations

@@ -50,15 +50,15 @@ def backward_filter(initial, transition, leaves, *, store_messages: bool = True)
     r"""Backward filter of a chain with ``T`` steps.
 
     Args:
-        initial: law of the first state (:class:`~markovppl.kernels.initial.CategoricalLaw` or
-            :class:`~markovppl.kernels.initial.GaussianLaw`).
+        initial: law of the first state ([`CategoricalLaw`][markovppl.kernels.initial.CategoricalLaw] or
+            [`GaussianLaw`][markovppl.kernels.initial.GaussianLaw]).
         transition: kernel $x_t \to x_{t+1}$; time-varying leaves have ``T - 1`` steps.
         leaves: leaf messages $g_t$ stacked on a leading axis of length ``T``.
         store_messages: keep every $h_t$ (needed for guiding and smoothing); with ``False`` only the
             evidence is computed and ``messages`` is ``None``.
 
     Returns:
-        :class:`BackwardResult` with messages stacked ``(T, ...)``.
+        [`BackwardResult`][markovppl.backward.sequential.BackwardResult] with messages stacked ``(T, ...)``.
 
     >>> import jax.numpy as jnp
     >>> from markovppl.kernels import Categorical

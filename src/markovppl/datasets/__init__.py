@@ -15,14 +15,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["TimeSeriesData", "load_earthquakes", "load_nile"]
+__all__ = ["TimeSeriesData", "load_earthquakes", "load_gnp_growth", "load_nile", "load_us_inflation"]
 
 
 class TimeSeriesData(NamedTuple):
-    """A univariate, regularly spaced (annual) time series with provenance.
+    """A univariate, regularly spaced time series with provenance.
 
     Attributes:
-        time: Years of the observations, ``int64``, shape ``(T,)``.
+        time: Time of each observation in calendar years, shape ``(T,)``: ``int64`` years for
+            annual series, ``float64`` fractional years for sub-annual ones (quarter ``q`` of year
+            ``Y`` is ``Y + (q - 1) / 4``, so 1951Q2 is ``1951.25``).
         values: Observed values, shape ``(T,)``.
         name: Short name of the data set.
         units: Units of ``values``.
@@ -40,11 +42,11 @@ class TimeSeriesData(NamedTuple):
     citation: str
 
 
-def _read_csv(filename: str, value_dtype: type) -> tuple[np.ndarray, np.ndarray]:
+def _read_csv(filename: str, value_dtype: type, time_dtype: type = np.int64) -> tuple[np.ndarray, np.ndarray]:
     """Read a ``year,<value>`` CSV file from the package data directory."""
     text = resources.files(__name__).joinpath("data", filename).read_text(encoding="utf-8")
     table = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
-    time = table[:, 0].astype(np.int64)
+    time = table[:, 0].astype(time_dtype)
     values = table[:, 1].astype(value_dtype)
     return time, values
 
@@ -146,5 +148,116 @@ def load_nile() -> TimeSeriesData:
             "Cobb, G. W. (1978). The problem of the Nile: conditional solution to a "
             "changepoint problem. Biometrika 65(2), 243-251. Durbin, J. and Koopman, S. J. "
             "(2012). Time Series Analysis by State Space Methods, 2nd ed. Oxford University Press."
+        ),
+    )
+
+
+def load_gnp_growth() -> TimeSeriesData:
+    """Quarterly growth of US real GNP, 1951Q2-1984Q4 (Hamilton, 1989).
+
+    135 quarterly values of 100 times the first difference of log real GNP
+    (percent per quarter), the data of Hamilton's (1989) regime-switching
+    model of the business cycle. Published maximum-likelihood fit of the
+    two-regime Markov-switching AR(4) (statsmodels test oracle, from
+    E-views): log-likelihood -181.26339, regime means -0.3588 (recession)
+    and 1.1635 (expansion), p_00 = 0.7547, p_10 = 0.0959, sigma^2 = 0.5914.
+
+    Source:
+        Hamilton (1989); numbers as shipped in the ``statsmodels`` package
+        (``statsmodels/tsa/regime_switching/tests/test_markov_autoregression.py``,
+        ``rgnp``; statsmodels 0.15.0).
+
+    License:
+        Factual data (U.S. national accounts, a U.S. government work);
+        redistributed here from statsmodels, which is released under the BSD
+        3-clause licence.
+
+    Citation:
+        Hamilton, J. D. (1989). A new approach to the economic analysis of
+        nonstationary time series and the business cycle. *Econometrica*
+        57(2), 357-384.
+
+    Returns:
+        TimeSeriesData: ``time`` holds fractional years (``float64``; quarter
+        ``q`` of year ``Y`` is ``Y + (q - 1) / 4``, so 1951.25 to 1984.75) and
+        ``values`` the growth rates (``float64``).
+
+    Example:
+        >>> data = load_gnp_growth()
+        >>> data.values.shape
+        (135,)
+        >>> float(data.time[0]), float(data.time[-1]), round(float(data.values[0]), 4)
+        (1951.25, 1984.75, 2.5932)
+    """
+    time, values = _read_csv("gnp_growth.csv", np.float64, np.float64)
+    return TimeSeriesData(
+        time=time,
+        values=values,
+        name="gnp_growth",
+        units="percent per quarter (100 x change in log real GNP)",
+        source=(
+            "Hamilton (1989); numbers as shipped in statsmodels 0.15.0 "
+            "(statsmodels/tsa/regime_switching/tests/test_markov_autoregression.py, rgnp)"
+        ),
+        license="factual data (U.S. government national accounts); redistributed from statsmodels (BSD-3-Clause)",
+        citation=(
+            "Hamilton, J. D. (1989). A new approach to the economic analysis of nonstationary "
+            "time series and the business cycle. Econometrica 57(2), 357-384."
+        ),
+    )
+
+
+def load_us_inflation() -> TimeSeriesData:
+    """Quarterly US CPI inflation, 1959Q2-2009Q3.
+
+    202 quarterly values of ``400 * ln(cpi_t / cpi_{t-1})`` (annualised
+    percent; CPI for all urban consumers, end of quarter, seasonally
+    adjusted), rounded to two decimals. Persistent with visible
+    quarter-to-quarter noise (lag-1 and lag-2 autocorrelations 0.64 and
+    0.60), the textbook case for a latent AR(1) plus measurement noise.
+    1959Q1 is left out: the source has no previous quarter for it.
+
+    Source:
+        FRED, Federal Reserve Bank of St. Louis (accessed December 2009);
+        numbers as shipped in the ``statsmodels`` package
+        (``statsmodels/datasets/macrodata/macrodata.csv``, column ``infl``;
+        statsmodels 0.15.0).
+
+    License:
+        Public domain (as stated by statsmodels, which is itself released
+        under the BSD 3-clause licence).
+
+    Citation:
+        U.S. Bureau of Labor Statistics, Consumer Price Index for All Urban
+        Consumers: All Items (CPIAUCSL), retrieved from FRED, Federal Reserve
+        Bank of St. Louis; compiled by S. Seabold for statsmodels
+        (``statsmodels.datasets.macrodata``).
+
+    Returns:
+        TimeSeriesData: ``time`` holds fractional years (``float64``; quarter
+        ``q`` of year ``Y`` is ``Y + (q - 1) / 4``, so 1959.25 to 2009.5) and
+        ``values`` the inflation rates (``float64``).
+
+    Example:
+        >>> data = load_us_inflation()
+        >>> data.values.shape
+        (202,)
+        >>> float(data.time[0]), float(data.time[-1]), float(data.values[0])
+        (1959.25, 2009.5, 2.34)
+    """
+    time, values = _read_csv("us_inflation.csv", np.float64, np.float64)
+    return TimeSeriesData(
+        time=time,
+        values=values,
+        name="us_inflation",
+        units="percent per year (annualised quarterly log change of the CPI)",
+        source=(
+            "FRED (Federal Reserve Bank of St. Louis), CPI for all urban consumers; numbers as shipped in "
+            "statsmodels 0.15.0 (statsmodels/datasets/macrodata/macrodata.csv, infl)"
+        ),
+        license="public domain (per statsmodels, BSD-3-Clause)",
+        citation=(
+            "U.S. Bureau of Labor Statistics, Consumer Price Index for All Urban Consumers (CPIAUCSL), "
+            "via FRED, Federal Reserve Bank of St. Louis; compiled by S. Seabold for statsmodels.datasets.macrodata."
         ),
     )

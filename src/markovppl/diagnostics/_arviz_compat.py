@@ -201,7 +201,7 @@ def to_netcdf(idata: Any, path: str | os.PathLike) -> str:
 
 
 def from_netcdf(path: str | os.PathLike) -> Any:
-    """Load a file written by :func:`to_netcdf` fully into memory (file closed on return)."""
+    """Load a file written by [`to_netcdf`][markovppl.diagnostics._arviz_compat.to_netcdf] fully into memory (file closed on return)."""
     path = os.fspath(path)
     if ARVIZ_GENERATION == 0:
         with az.rc_context({"data.load": "eager"}):

@@ -40,7 +40,8 @@ def to_inference_data(mcmc, rng_key=None, *, coords: dict | None = None, dims: d
     Args:
         mcmc: a ``numpyro.infer.MCMC`` after ``run``.
         rng_key: key for the latent draws and replicates (default ``PRNGKey(0)``).
-        coords, dims: extra ArviZ coordinates and dimension names (e.g. ``{"time": years}``).
+        coords: extra ArviZ coordinates (e.g. ``{"time": years}``).
+        dims: extra ArviZ dimension names per variable.
         posterior_predictive: also simulate replicates.
 
     Returns:

@@ -72,8 +72,8 @@ def stationary_distribution(transition_matrix) -> jax.Array:
     Solves $(I - P + \mathbf{1}\mathbf{1}^\top)^\top \pi = \mathbf{1}$; differentiable in $P$.
 
     >>> import jax.numpy as jnp
-    >>> stationary_distribution(jnp.array([[0.9, 0.1], [0.2, 0.8]])).round(4)
-    Array([0.6667, 0.3333], dtype=float32)
+    >>> stationary_distribution(jnp.array([[0.9, 0.1], [0.2, 0.8]])).round(4).tolist()
+    [0.6667, 0.3333]
     """
     p = jnp.asarray(transition_matrix)
     k = p.shape[-1]
@@ -189,6 +189,11 @@ class HMM(MarkovSequence):
     # ----------------------------------------------------------------- structure
     @property
     def num_states(self) -> int:
+        r"""$K$, the number of hidden states.
+
+        >>> HMM(jnp.ones(3) / 3, jnp.eye(3), dist.Poisson(jnp.arange(1.0, 4.0))).num_states
+        3
+        """
         return self.initial_probs.shape[-1]
 
     @property
@@ -200,7 +205,14 @@ class HMM(MarkovSequence):
         return constraints.independent(self.emission.support, 1)
 
     def missing_steps(self, obs) -> jax.Array:
-        """Boolean ``(*batch, T)``: steps with a NaN observation or flagged in ``missing``."""
+        r"""Boolean ``(*batch, T)``: steps with a NaN observation or flagged in ``missing``.
+
+        A missing step contributes $\log p(y_t \mid y_{0:t-1}) = 0$: its leaf message is $g_t \equiv 1$.
+
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.eye(2), dist.Normal(jnp.array([0.0, 5.0]), 1.0))
+        >>> hmm.missing_steps(jnp.array([0.1, jnp.nan, 4.9])).tolist()
+        [False, True, False]
+        """
         return missing_steps(jnp.asarray(obs), self.missing, self._obs_event_ndim)
 
     def _law(self) -> CategoricalLaw:
@@ -238,6 +250,12 @@ class HMM(MarkovSequence):
         The backward filter gives the value; its gradient comes from the smoothing distribution
         (Fisher's identity, see ``markovppl.families._hmm_evidence``) rather than from differentiating
         through the scan.
+
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...           dist.Poisson(jnp.array([1.0, 10.0])))
+        >>> y = jnp.array([0, 1, 12, 9, 0])
+        >>> round(float(hmm.log_prob(y)), 2)
+        -10.98
         """
         if self.parallel:
             return self._backward(value, store_messages=False).log_evidence
@@ -245,7 +263,15 @@ class HMM(MarkovSequence):
         return hmm_log_evidence(self.initial_probs, self.transition_matrix, leaves.log_h + leaves.log_norm[..., None])
 
     def sample_with_states(self, key, sample_shape=()):
-        r"""Simulate ``(states, observations)``: states ``(*sample, *batch, T)``."""
+        r"""Simulate ``(states, observations)``: states $x_{0:T-1}$ ``(*sample, *batch, T)`` and
+        observations $y_{0:T-1}$ ``(*sample, *batch, T, *event)``.
+
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...           dist.Poisson(jnp.array([1.0, 10.0])), num_steps=6)
+        >>> x, y = hmm.sample_with_states(jax.random.PRNGKey(0), (3,))
+        >>> x.shape, y.shape
+        ((3, 6), (3, 6))
+        """
         t = self._require_num_steps()
         k_x0, k_x, k_y = jax.random.split(key, 3)
         shape = tuple(sample_shape) + self.batch_shape
@@ -269,22 +295,52 @@ class HMM(MarkovSequence):
         return time_last(states, 0), time_last(obs, ev)
 
     def sample(self, key, sample_shape=()):
+        r"""Simulate observation sequences $y_{0:T-1}$ (needs ``num_steps`` or time-varying transitions).
+
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...           dist.Poisson(jnp.array([1.0, 10.0])), num_steps=6)
+        >>> hmm.sample(jax.random.PRNGKey(0), (2,)).shape
+        (2, 6)
+        """
         return self.sample_with_states(key, sample_shape)[1]
 
     def sample_with_intermediates(self, key, sample_shape=()):
+        r"""NumPyro hook: observations and ``[states]``, as :meth:`sample_with_states` in reverse order.
+
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.eye(2), dist.Poisson(jnp.array([1.0, 10.0])), num_steps=3)
+        >>> y, [x] = hmm.sample_with_intermediates(jax.random.PRNGKey(0))
+        >>> y.shape, x.shape
+        ((3,), (3,))
+        """
         states, obs = self.sample_with_states(key, sample_shape)
         return obs, [states]
 
     @classmethod
     def infer_shapes(cls, initial_probs, transition_matrix, emission_batch_shape, emission_event_shape=(), num_steps=None):
-        """Shapes ``(batch_shape, event_shape)`` from the shapes of the parameters."""
+        r"""Shapes ``(batch_shape, event_shape)`` from the shapes of the parameters: the batch shape
+        broadcasts the leading axes of $\pi_0$ ``(..., K)``, $P$ ``(..., K, K)`` and the emission.
+
+        >>> HMM.infer_shapes((4, 2), (2, 2), (2,), num_steps=10)
+        ((4,), (10,))
+        """
         batch = jax.lax.broadcast_shapes(tuple(initial_probs)[:-1], tuple(transition_matrix)[:-2], tuple(emission_batch_shape)[:-1])
         return batch, (num_steps or 1,) + tuple(emission_event_shape)
 
     # ----------------------------------------------------------------- inference
     @compiled()
     def filter(self, obs) -> HMMFilter:
-        """Forward filter (normalised at every step); see :class:`HMMFilter`."""
+        r"""Forward filter (normalised at every step); see [`HMMFilter`][markovppl.families.hmm.HMMFilter].
+
+        $p(x_t \mid y_{0:t}) \propto p(x_t \mid y_{0:t-1})\, e(y_t \mid x_t)$ and
+        $p(x_{t+1} \mid y_{0:t}) = \sum_{x} p(x_t = x \mid y_{0:t}) P_t[x, \cdot]$.
+
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...           dist.Poisson(jnp.array([1.0, 10.0])))
+        >>> y = jnp.array([0, 1, 12, 9, 0])
+        >>> f = hmm.filter(y)
+        >>> f.filtered_probs.shape, f.filtered_probs[2].argmax().item()
+        ((5, 2), 1)
+        """
         leaves, miss = self._leaves(obs)
         xs, kernel_at = split_time(self._transition())
         pred0 = jnp.broadcast_to(self.initial_probs, leaves.log_h.shape[1:])
@@ -309,19 +365,43 @@ class HMM(MarkovSequence):
         return HMMFilter(ll.sum(0), time_last(cat(filt0, filt), 1), time_last(cat(pred0, pred), 1), time_last(ll, 0))
 
     def log_predictive(self, obs) -> jax.Array:
-        r"""One-step-ahead $\log p(y_t \mid y_{0:t-1})$, ``(*batch, T)``; they sum to ``log_prob``."""
+        r"""One-step-ahead $\log p(y_t \mid y_{0:t-1})$, ``(*batch, T)``; they sum to ``log_prob``.
+
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...           dist.Poisson(jnp.array([1.0, 10.0])))
+        >>> y = jnp.array([0, 1, 12, 9, 0])
+        >>> lp = hmm.log_predictive(y)
+        >>> lp.shape, bool(jnp.allclose(lp.sum(), hmm.log_prob(y), atol=1e-4))
+        ((5,), True)
+        """
         return self.filter(obs).log_predictive
 
     @compiled()
     def smooth(self, obs) -> HMMPosterior:
-        r"""Smoothing marginals $p(x_t \mid y)$ and pairwise marginals, by pushing the guided chain forward."""
+        r"""Smoothing marginals $p(x_t \mid y)$ and pairwise marginals, by pushing the guided chain forward:
+        $p(x_0 \mid y) \propto \pi_0 h_0$, $p(x_{t+1} \mid y) = \sum_x p(x_t = x \mid y)\, \kappa^\circ_t(x, \cdot)$.
+
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...           dist.Poisson(jnp.array([1.0, 10.0])))
+        >>> y = jnp.array([0, 1, 12, 9, 0])
+        >>> post = hmm.smooth(y)
+        >>> post.smoothed_probs.argmax(-1).tolist(), post.pairwise_probs.shape
+        ([0, 0, 1, 1, 0], (4, 2, 2))
+        """
         back = self._backward(obs)
         m = categorical_marginals(self._law(), self._transition(), back.messages)
         return HMMPosterior(back.log_evidence, time_last(m.probs, 1), time_last(m.pairwise, 2))
 
     @compiled("sample_shape")
     def posterior_sample(self, rng_key, obs, sample_shape=()) -> jax.Array:
-        r"""Exact draws of $x_{0:T-1} \mid y$ by forward guiding, ``(*sample_shape, *batch, T)``."""
+        r"""Exact draws of $x_{0:T-1} \mid y$ by forward guiding, ``(*sample_shape, *batch, T)``.
+
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...           dist.Poisson(jnp.array([1.0, 10.0])))
+        >>> y = jnp.array([0, 1, 12, 9, 0])
+        >>> hmm.posterior_sample(jax.random.PRNGKey(1), y, (3,)).shape
+        (3, 5)
+        """
         back = self._backward(obs)
         batch = back.log_evidence.shape
         noise = sample_noise(rng_key, self._law(), back.messages.log_h.shape[0], tuple(sample_shape) + batch)
@@ -329,7 +409,14 @@ class HMM(MarkovSequence):
 
     @compiled()
     def posterior_mode(self, obs) -> jax.Array:
-        r"""Viterbi path $\arg\max_{x} p(x_{0:T-1} \mid y)$, ``(*batch, T)``."""
+        r"""Viterbi path $\arg\max_{x} p(x_{0:T-1} \mid y)$, ``(*batch, T)``.
+
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...           dist.Poisson(jnp.array([1.0, 10.0])))
+        >>> y = jnp.array([0, 1, 12, 9, 0])
+        >>> hmm.posterior_mode(y).tolist()
+        [0, 0, 1, 1, 0]
+        """
         leaves, _ = self._leaves(obs)
         xs, kernel_at = split_time(self._transition())
 
@@ -353,7 +440,16 @@ class HMM(MarkovSequence):
 
     @compiled("horizon")
     def forecast(self, obs, horizon: int) -> HMMForecast:
-        r"""State probabilities and predictive laws for $y_{T}, \dots, y_{T-1+H}$."""
+        r"""State probabilities and predictive laws for $y_{T}, \dots, y_{T-1+H}$:
+        $p(x_{T-1+h} \mid y) = p(x_{T-1} \mid y)\, P^h$, mixed over the emission.
+
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...           dist.Poisson(jnp.array([1.0, 10.0])))
+        >>> y = jnp.array([0, 1, 12, 9, 0])
+        >>> fc = hmm.forecast(y, horizon=3)
+        >>> fc.state_probs.shape, fc.predictive.batch_shape
+        ((3, 2), (3,))
+        """
         if is_time_varying(self.transition_matrix):
             raise ValueError("forecast needs a time-homogeneous transition_matrix (future steps are unknown)")
         if horizon < 1:

@@ -180,10 +180,20 @@ class LinearGaussianSSM(MarkovSequence):
 
     @property
     def state_dim(self) -> int:
+        r"""$d = \dim x_t$.
+
+        >>> LinearGaussianSSM(jnp.zeros(2), jnp.eye(2), jnp.eye(2), jnp.eye(2), jnp.ones((1, 2)), jnp.eye(1)).state_dim
+        2
+        """
         return self.initial_mean.shape[-1]
 
     @property
     def obs_dim(self) -> int:
+        r"""$m = \dim y_t$.
+
+        >>> LinearGaussianSSM(jnp.zeros(2), jnp.eye(2), jnp.eye(2), jnp.eye(2), jnp.ones((1, 2)), jnp.eye(1)).obs_dim
+        1
+        """
         return self.emission_matrix.shape[-2]
 
     def _transition_raw(self) -> LinearGaussian:
@@ -207,7 +217,17 @@ class LinearGaussianSSM(MarkovSequence):
         return miss
 
     def missing_steps(self, obs) -> jax.Array:
-        """Boolean ``(*batch, T)``: steps whose coordinates are all missing (NaN or flagged)."""
+        r"""Boolean ``(*batch, T)``: steps whose coordinates are all missing (NaN or flagged).
+
+        A step with only some coordinates missing is not a missing step: its leaf message uses the
+        observed coordinates only.
+
+        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+        ...                         jnp.eye(1), 0.5 * jnp.eye(1))
+        >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
+        >>> ssm.missing_steps(y).tolist()
+        [False, False, True, False]
+        """
         return self._coord_missing(jnp.asarray(obs, float)).all(-1)
 
     def _observations(self, value):
@@ -245,7 +265,9 @@ class LinearGaussianSSM(MarkovSequence):
     @classmethod
     def infer_shapes(cls, initial_mean, initial_cov, transition_matrix, transition_cov, emission_matrix,
                      emission_cov, transition_offset=(), emission_offset=(), num_steps=None):
-        """Shapes ``(batch_shape, event_shape)`` from the shapes of the parameters."""
+        r"""Shapes ``(batch_shape, event_shape)`` from the shapes of the parameters; the event shape
+        is $(T, m)$.
+        """
         batch = jax.lax.broadcast_shapes(
             tuple(initial_mean)[:-1], tuple(initial_cov)[:-2], tuple(transition_matrix)[:-2], tuple(transition_cov)[:-2],
             tuple(emission_matrix)[:-2], tuple(emission_cov)[:-2], tuple(transition_offset)[:-1], tuple(emission_offset)[:-1],
@@ -253,7 +275,15 @@ class LinearGaussianSSM(MarkovSequence):
         return batch, (num_steps or 1, tuple(emission_matrix)[-2])
 
     def sample_with_states(self, key, sample_shape=()):
-        r"""Simulate ``(states, observations)``: ``(*sample, *batch, T, d)`` and ``(*sample, *batch, T, m)``."""
+        r"""Simulate ``(states, observations)``: $x_{0:T-1}$ ``(*sample, *batch, T, d)`` and
+        $y_{0:T-1}$ ``(*sample, *batch, T, m)``.
+
+        >>> ssm = LinearGaussianSSM(jnp.zeros(2), jnp.eye(2), jnp.eye(2), 0.1 * jnp.eye(2),
+        ...                         jnp.ones((1, 2)), jnp.eye(1), num_steps=5)
+        >>> x, y = ssm.sample_with_states(jax.random.PRNGKey(0))
+        >>> x.shape, y.shape
+        ((5, 2), (5, 1))
+        """
         t = self._require_num_steps()
         shape = tuple(sample_shape) + self.batch_shape
         k_x, k_y = jax.random.split(key)
@@ -276,16 +306,40 @@ class LinearGaussianSSM(MarkovSequence):
         return time_last(states, 1), time_last(obs, 1)
 
     def sample(self, key, sample_shape=()):
+        r"""Simulate observation sequences $y_{0:T-1}$ (needs ``num_steps`` or time-varying transitions).
+
+        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+        ...                         jnp.eye(1), jnp.eye(1), num_steps=4)
+        >>> ssm.sample(jax.random.PRNGKey(0), (2,)).shape
+        (2, 4, 1)
+        """
         return self.sample_with_states(key, sample_shape)[1]
 
     def sample_with_intermediates(self, key, sample_shape=()):
+        r"""NumPyro hook: observations $y$ and ``[states]`` $[x]$.
+
+        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+        ...                         jnp.eye(1), jnp.eye(1), num_steps=4)
+        >>> y, [x] = ssm.sample_with_intermediates(jax.random.PRNGKey(0))
+        >>> y.shape, x.shape
+        ((4, 1), (4, 1))
+        """
         states, obs = self.sample_with_states(key, sample_shape)
         return obs, [states]
 
     # ----------------------------------------------------------------- inference
     @compiled()
     def filter(self, obs) -> LGSSMFilter:
-        """Kalman filter (covariance form, missing coordinates dropped exactly)."""
+        r"""Kalman filter (covariance form, missing coordinates dropped exactly): moments of
+        $p(x_t \mid y_{0:t})$ and $p(x_t \mid y_{0:t-1})$; see [`LGSSMFilter`][markovppl.families.lgssm.LGSSMFilter].
+
+        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+        ...                         jnp.eye(1), 0.5 * jnp.eye(1))
+        >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
+        >>> f = ssm.filter(y)
+        >>> f.filtered_means.shape, f.filtered_covs.shape
+        ((4, 1), (4, 1, 1))
+        """
         return self._kalman(obs, store=True)
 
     def _kalman(self, obs, store: bool):
@@ -339,19 +393,43 @@ class LinearGaussianSSM(MarkovSequence):
         )
 
     def log_predictive(self, obs) -> jax.Array:
-        r"""One-step-ahead $\log p(y_t \mid y_{0:t-1})$, ``(*batch, T)``; they sum to ``log_prob``."""
+        r"""One-step-ahead $\log p(y_t \mid y_{0:t-1})$, ``(*batch, T)``; they sum to ``log_prob``.
+
+        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+        ...                         jnp.eye(1), 0.5 * jnp.eye(1))
+        >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
+        >>> lp = ssm.log_predictive(y)
+        >>> float(lp[2]), bool(jnp.allclose(lp.sum(), ssm.log_prob(y), atol=1e-4))
+        (0.0, True)
+        """
         return self.filter(obs).log_predictive
 
     @compiled()
     def smooth(self, obs) -> LGSSMPosterior:
-        """Smoothing moments (equal to the RTS smoother) by pushing the guided chain forward."""
+        r"""Smoothing moments of $p(x_t \mid y_{0:T-1})$ (equal to the RTS smoother) by pushing the
+        guided chain forward; see [`LGSSMPosterior`][markovppl.families.lgssm.LGSSMPosterior].
+
+        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+        ...                         jnp.eye(1), 0.5 * jnp.eye(1))
+        >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
+        >>> post = ssm.smooth(y)
+        >>> post.smoothed_means.shape, post.smoothed_cross_covs.shape
+        ((4, 1), (3, 1, 1))
+        """
         back = self._backward(obs)
         m = gaussian_marginals(self._law(), self._transition(), back.messages)
         return LGSSMPosterior(back.log_evidence, time_last(m.means, 1), time_last(m.covs, 2), time_last(m.cross_covs, 2))
 
     @compiled("sample_shape")
     def posterior_sample(self, rng_key, obs, sample_shape=()) -> jax.Array:
-        r"""Exact joint draws of $x_{0:T-1} \mid y$ by forward guiding, ``(*sample_shape, *batch, T, d)``."""
+        r"""Exact joint draws of $x_{0:T-1} \mid y$ by forward guiding, ``(*sample_shape, *batch, T, d)``.
+
+        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+        ...                         jnp.eye(1), 0.5 * jnp.eye(1))
+        >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
+        >>> ssm.posterior_sample(jax.random.PRNGKey(1), y, (10,)).shape
+        (10, 4, 1)
+        """
         back = self._backward(obs)
         batch = back.log_evidence.shape
         noise = sample_noise(rng_key, self._law(), back.messages.c.shape[0], tuple(sample_shape) + batch)
@@ -359,7 +437,16 @@ class LinearGaussianSSM(MarkovSequence):
 
     @compiled("horizon")
     def forecast(self, obs, horizon: int) -> LGSSMForecast:
-        r"""Moments of $x_{T-1+h}$ and $y_{T-1+h}$ given $y_{0:T-1}$ for $h = 1..H$."""
+        r"""Moments of $x_{T-1+h}$ and $y_{T-1+h}$ given $y_{0:T-1}$ for $h = 1..H$:
+        $m_{h} = A m_{h-1} + b$, $P_{h} = A P_{h-1} A^\top + Q$, $y$: $H m_h + c$, $H P_h H^\top + R$.
+
+        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+        ...                         jnp.eye(1), 0.5 * jnp.eye(1))
+        >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
+        >>> fc = ssm.forecast(y, horizon=2)
+        >>> fc.obs_means.shape, fc.predictive.batch_shape
+        ((2, 1), (2,))
+        """
         if is_time_varying(self.transition_matrix) or is_time_varying(self.transition_cov) or is_time_varying(self.transition_offset):
             raise ValueError("forecast needs time-homogeneous transitions (future steps are unknown)")
         if horizon < 1:

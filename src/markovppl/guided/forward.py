@@ -32,7 +32,7 @@ class GuidedPath(NamedTuple):
 
 
 def sample_noise(rng_key, initial, num_steps: int, shape=()) -> jax.Array:
-    r"""Standard noise for :func:`forward_guide`: Gumbel for finite states, normal for Gaussian.
+    r"""Standard noise for [`forward_guide`][markovppl.guided.forward.forward_guide]: Gumbel for finite states, normal for Gaussian.
 
     Returns ``(T, *shape, *noise_shape)``.
     """
@@ -49,10 +49,10 @@ def forward_guide(initial, transition, messages, noise) -> GuidedPath:
         initial: law of the first state.
         transition: kernel $x_t \to x_{t+1}$ (time-varying leaves have ``T - 1`` steps).
         messages: backward messages $h_t$ stacked ``(T, *batch, ...)``.
-        noise: ``(T, *sample, *batch, *noise_shape)`` from :func:`sample_noise`.
+        noise: ``(T, *sample, *batch, *noise_shape)`` from [`sample_noise`][markovppl.guided.forward.sample_noise].
 
     Returns:
-        :class:`GuidedPath` with ``path`` ``(T, *sample, *batch[, d])``.
+        [`GuidedPath`][markovppl.guided.forward.GuidedPath] with ``path`` ``(T, *sample, *batch[, d])``.
     """
     xs, kernel_at = split_time(transition)
     first = jax.tree.map(lambda m: m[0], messages)

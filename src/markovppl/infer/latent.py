@@ -63,7 +63,8 @@ def posterior_latents(rng_key, model: Callable, samples: dict, args=(), kwargs=N
         rng_key: PRNG key.
         model: the NumPyro model that was fitted.
         samples: posterior draws, each with a leading draw axis (``mcmc.get_samples()``).
-        args, kwargs: the model's arguments (as given to ``mcmc.run``).
+        args: the model's positional arguments (as given to ``mcmc.run``).
+        kwargs: the model's keyword arguments (as given to ``mcmc.run``).
 
     Returns:
         ``{site_name: SiteDraws}`` for every observed site whose law is a markovppl sequence family.

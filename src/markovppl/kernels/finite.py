@@ -24,7 +24,7 @@ class Categorical(NamedTuple):
     r"""Finite-state transition $P[x, y] = p(x_{t+1} = y \mid x_t = x)$.
 
     Attributes:
-        transition_matrix: ``(..., K, K)`` row-stochastic, or :func:`~markovppl.time_varying` with a
+        transition_matrix: ``(..., K, K)`` row-stochastic, or [`time_varying`][markovppl.kernels.time.time_varying] with a
             leading time axis.
 
     >>> import jax.numpy as jnp

@@ -22,13 +22,13 @@ class LinearGaussian(NamedTuple):
     r"""The kernel $y \mid x \sim N(A x + b, Q)$, $A$ of shape ``(m, d)``.
 
     Used for transitions ($m = d$) and for observations (any $m$, so partial observation is allowed).
-    $Q$ may be singular for transitions. Any field may be :func:`~markovppl.time_varying`.
+    $Q$ may be singular for transitions. Any field may be [`time_varying`][markovppl.kernels.time.time_varying].
 
     Attributes:
         A: ``(..., m, d)``.
         b: ``(..., m)``.
         Q: ``(..., m, m)`` covariance.
-        cov_sqrt: optional cached $L$ with $LL^\top = Q$ (filled by :meth:`prepared`).
+        cov_sqrt: optional cached $L$ with $LL^\top = Q$ (filled by [`prepared`][markovppl.kernels.gaussian.LinearGaussian.prepared]).
 
     >>> import jax.numpy as jnp
     >>> k = LinearGaussian(jnp.eye(2), jnp.zeros(2), jnp.eye(2))
@@ -70,7 +70,7 @@ class LinearGaussian(NamedTuple):
 
 
 def linear_gaussian(A, b=None, Q=None) -> LinearGaussian:
-    """Build a :class:`LinearGaussian` with ``b = 0`` by default."""
+    """Build a [`LinearGaussian`][markovppl.kernels.gaussian.LinearGaussian] with ``b = 0`` by default."""
     A = A if hasattr(A, "value") else jnp.asarray(A)
     if b is None:
         b = jnp.zeros(_val(A).shape[-2], dtype=_val(A).dtype)

@@ -1,6 +1,6 @@
 r"""Explicit time variation of kernel parameters.
 
-Leading axes of a parameter are batch axes unless the parameter is wrapped with :func:`time_varying`,
+Leading axes of a parameter are batch axes unless the parameter is wrapped with [`time_varying`][markovppl.kernels.time.time_varying],
 in which case its leading axis indexes time steps. Nothing is guessed from shapes.
 """
 
@@ -18,7 +18,7 @@ __all__ = ["TimeVarying", "time_varying", "is_time_varying", "map_value", "split
 class TimeVarying:
     r"""A parameter whose leading axis is time: ``value[t]`` is used at step $t$.
 
-    Build it with :func:`time_varying`.
+    Build it with [`time_varying`][markovppl.kernels.time.time_varying].
     """
 
     def __init__(self, value):
@@ -57,7 +57,7 @@ def is_time_varying(x) -> bool:
 
 
 def map_value(fn: Callable, x):
-    """Apply ``fn`` to a parameter, keeping a :class:`TimeVarying` wrapper if present."""
+    """Apply ``fn`` to a parameter, keeping a [`TimeVarying`][markovppl.kernels.time.TimeVarying] wrapper if present."""
     return TimeVarying(fn(x.value)) if isinstance(x, TimeVarying) else fn(x)
 
 

@@ -21,7 +21,7 @@ class CategoricalMessage(NamedTuple):
     r"""$h(x) = \exp(\mathrm{log\_norm} + \mathrm{log\_h}[x])$ over $K$ states.
 
     Attributes:
-        log_h: ``(..., K)`` shape of the message, maximum 0 after :func:`normalize`.
+        log_h: ``(..., K)`` shape of the message, maximum 0 after [`normalize`][markovppl.messages.categorical.normalize].
         log_norm: ``(...)`` log-scale of the message.
     """
 

@@ -1,0 +1,37 @@
+"""The example scripts run end to end (short schedule) and write what they promise."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_example(name, tmp_path):
+    env = dict(os.environ, MARKOVPPL_EXAMPLE_QUICK="1", MARKOVPPL_EXAMPLE_OUT=str(tmp_path))
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / name)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_quickstart(tmp_path):
+    out = run_example("quickstart.py", tmp_path)
+    assert "rates[2]" in out and (tmp_path / "quickstart_states.png").stat().st_size > 0
+
+
+def test_nile_smoothing_reproduces_durbin_koopman(tmp_path):
+    out = run_example("nile_smoothing.py", tmp_path)
+    line = next(l for l in out.splitlines() if l.startswith("MLE"))
+    s_eps = float(line.split("s_eps = ")[1].split()[0])
+    s_eta = float(line.split("s_eta = ")[1].split()[0])
+    assert abs(s_eps / 15099 - 1) < 0.01 and abs(s_eta / 1469.1 - 1) < 0.01
+    assert (tmp_path / "nile_smoothing.png").stat().st_size > 0
+
+
+def test_model_comparison_lfo(tmp_path):
+    out = run_example("model_comparison_lfo.py", tmp_path)
+    assert "elpd_LFO" in out and "3 states - 2 states" in out
