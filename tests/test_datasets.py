@@ -5,7 +5,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from markovppl.datasets import TimeSeriesData, load_earthquakes, load_nile
+from markovppl.datasets import TimeSeriesData, load_earthquakes, load_gnp_growth, load_nile, load_us_inflation
 
 
 @pytest.mark.smoke
@@ -32,6 +32,35 @@ def test_nile_shape_dtype_and_moments():
     assert data.time[0] == 1871 and data.time[-1] == 1970
 
 
+def test_gnp_growth_shape_dtype_values_and_sum():
+    data = load_gnp_growth()  # Hamilton (1989), as in statsmodels' rgnp
+    assert isinstance(data, TimeSeriesData)
+    assert data.values.shape == data.time.shape == (135,)
+    assert data.values.dtype == np.float64 and data.time.dtype == np.float64
+    assert data.values[0] == 2.59316421 and data.values[-1] == 0.14802167
+    assert data.values[9] == -0.46477833  # 1953Q3, the first quarter of the 1953-54 recession
+    assert data.values.sum() == pytest.approx(100.52071286, abs=1e-7)
+    assert data.time[0] == 1951.25 and data.time[-1] == 1984.75  # 1951Q2 .. 1984Q4
+
+
+def test_us_inflation_shape_dtype_values_and_sum():
+    data = load_us_inflation()
+    assert isinstance(data, TimeSeriesData)
+    assert data.values.shape == data.time.shape == (202,)
+    assert data.values.dtype == np.float64 and data.time.dtype == np.float64
+    assert data.values[0] == 2.34 and data.values.min() == -8.79  # 1959Q2; 2008Q4
+    assert data.time[np.argmin(data.values)] == 2008.75
+    assert data.values.sum() == pytest.approx(804.15, abs=1e-9)
+    assert data.time[0] == 1959.25 and data.time[-1] == 2009.5  # 1959Q2 .. 2009Q3
+
+
+@pytest.mark.parametrize(("loader", "step"), [(load_gnp_growth, 0.25), (load_us_inflation, 0.25)])
+def test_quarters_are_contiguous(loader, step):
+    data = loader()
+    np.testing.assert_allclose(np.diff(data.time), step, atol=1e-9)
+    np.testing.assert_allclose(data.time * 4, np.round(data.time * 4), atol=1e-9)  # Y + (q - 1) / 4
+
+
 @pytest.mark.parametrize("loader", [load_earthquakes, load_nile])
 def test_years_are_contiguous(loader):
     data = loader()
@@ -39,7 +68,7 @@ def test_years_are_contiguous(loader):
     np.testing.assert_array_equal(np.diff(data.time), 1)
 
 
-@pytest.mark.parametrize("loader", [load_earthquakes, load_nile])
+@pytest.mark.parametrize("loader", [load_earthquakes, load_nile, load_gnp_growth, load_us_inflation])
 def test_provenance_fields_are_filled(loader):
     data = loader()
     for field in ("name", "units", "source", "license", "citation"):
@@ -52,7 +81,8 @@ def test_provenance_fields_are_filled(loader):
 
 @pytest.mark.parametrize(
     ("loader", "filename", "header"),
-    [(load_earthquakes, "earthquakes.csv", "year,count"), (load_nile, "nile.csv", "year,flow")],
+    [(load_earthquakes, "earthquakes.csv", "year,count"), (load_nile, "nile.csv", "year,flow"),
+     (load_gnp_growth, "gnp_growth.csv", "year,growth"), (load_us_inflation, "us_inflation.csv", "year,inflation")],
 )
 def test_data_read_from_package_resources(loader, filename, header):
     resource = resources.files("markovppl.datasets").joinpath("data", filename)
@@ -61,5 +91,5 @@ def test_data_read_from_package_resources(loader, filename, header):
     assert lines[0] == header
     rows = [line.split(",") for line in lines[1:] if line.strip()]
     data = loader()
-    np.testing.assert_array_equal(data.time, [int(r[0]) for r in rows])
+    np.testing.assert_array_equal(data.time, [data.time.dtype.type(float(r[0])) for r in rows])
     np.testing.assert_array_equal(data.values, [float(r[1]) for r in rows])

@@ -9,7 +9,8 @@ __all__ = ["main"]
 
 FIT_EPILOG = """\
 A model file is a Python file defining model(y=None, ...) (a NumPyro model) and load_data() (its
-default data); optionally DATA_COLUMNS, TIME_COLUMN, VAR_NAMES and plots(idata, data, out_dir).
+default data); optionally DATA_COLUMNS, TIME_COLUMN, VAR_NAMES, NUTS_OPTIONS and
+plots(idata, data, out_dir).
 It is executed with your rights, like any script you run: only fit model files you trust.
 """
 
@@ -67,6 +68,7 @@ def _fit(args) -> int:
     print(f"data: {source}, {len(data['y'])} steps")
     print(f"NUTS: {args.chains} chains x ({args.num_warmup} warm-up + {args.num_samples} draws)\n")
     result = fit_model(spec.model, data, out, name=spec.path.stem, var_names=spec.var_names, plots=spec.plots,
+                       nuts_options=spec.nuts_options,
                        num_warmup=args.num_warmup, num_samples=args.num_samples, num_chains=args.chains,
                        seed=args.seed, progress_bar=not args.no_progress)
     _report(result, out)

@@ -26,8 +26,8 @@ class FitResult(NamedTuple):
 
 
 def fit_model(model, data: dict, out_dir: str, *, name: str = "model", var_names=None, plots=None,
-              num_warmup: int = 500, num_samples: int = 500, num_chains: int = 2, seed: int = 0,
-              progress_bar: bool = True) -> FitResult:
+              nuts_options: dict | None = None, num_warmup: int = 500, num_samples: int = 500,
+              num_chains: int = 2, seed: int = 0, progress_bar: bool = True) -> FitResult:
     """Run NUTS on ``model(y=data["y"])`` and write ``{name}_idata.nc``, ``summary.csv``, ``trace.png``
     and the model's own plots to ``out_dir``.
 
@@ -38,12 +38,13 @@ def fit_model(model, data: dict, out_dir: str, *, name: str = "model", var_names
         name: stem of the InferenceData file.
         var_names: parameters to summarise and trace-plot (default: all posterior variables).
         plots: optional ``plots(idata, data, out_dir) -> list[str]``.
+        nuts_options: keyword arguments for ``numpyro.infer.NUTS``.
         num_warmup, num_samples, num_chains, seed, progress_bar: NUTS settings; chains run in parallel
             when enough devices exist (``numpyro.set_host_device_count``), else one after another.
     """
     y = jnp.asarray(data["y"])
     chain_method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
-    mcmc = MCMC(NUTS(model), num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+    mcmc = MCMC(NUTS(model, **(nuts_options or {})), num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                 chain_method=chain_method, progress_bar=progress_bar)
     mcmc.run(jax.random.PRNGKey(seed), y=y, extra_fields=("diverging",))
     coords = {"time": np.asarray(data["time"])} if data.get("time") is not None else None

@@ -16,7 +16,8 @@ Optional names:
 * ``DATA_COLUMNS`` — CSV columns used for ``y`` when ``--data`` is given without ``--columns``;
 * ``TIME_COLUMN`` — CSV column used for the time coordinate (default: none, steps are 0..T-1);
 * ``VAR_NAMES`` — parameters to summarise and trace-plot (default: every posterior variable);
-* ``plots(idata, data, out_dir) -> list[str]`` — write model-specific PNG plots, return their paths.
+* ``plots(idata, data, out_dir) -> list[str]`` — write model-specific PNG plots, return their paths;
+* ``NUTS_OPTIONS`` — keyword arguments for ``numpyro.infer.NUTS`` (e.g. ``{"target_accept_prob": 0.95}``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class ModelSpec(NamedTuple):
     time_column: str | None
     var_names: list | None
     plots: Callable | None
+    nuts_options: dict
     module: ModuleType
 
 
@@ -88,12 +90,12 @@ def load_model_file(path: str | os.PathLike) -> ModelSpec:
     return ModelSpec(
         path, _description(module), module.model, module.load_data, getattr(module, "DATA_COLUMNS", None),
         getattr(module, "TIME_COLUMN", None), getattr(module, "VAR_NAMES", None), plots if callable(plots) else None,
-        module,
+        dict(getattr(module, "NUTS_OPTIONS", None) or {}), module,
     )
 
 
 def read_csv_columns(path: str | os.PathLike, columns: list[str], time_column: str | None = None) -> dict:
-    """Read numeric columns of a CSV file with a header row; empty cells become NaN (missing).
+    r"""Read numeric columns of a CSV file with a header row; empty cells become NaN (missing).
 
     Returns ``{"y": (T,) or (T, m) float array, "time": (T,) array, "columns": columns}``.
 
@@ -101,6 +103,7 @@ def read_csv_columns(path: str | os.PathLike, columns: list[str], time_column: s
         DataError: unreadable file, no header, a requested column that is absent, a non-numeric cell,
             or no data rows.
 
+    Examples:
     >>> import os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "flow.csv")
     >>> _ = open(path, "w").write("year,flow\n1871,1120\n1872,\n")

@@ -92,15 +92,16 @@ def backward_filter_parallel(initial, transition, leaves, *, store_messages: boo
     r"""Backward filter by a reverse associative scan; same arguments and result as
     [`backward_filter`][markovppl.backward.sequential.backward_filter].
 
-    >>> import jax.numpy as jnp
-    >>> from markovppl.kernels import Categorical
-    >>> from markovppl.kernels.initial import CategoricalLaw
-    >>> from markovppl.messages import categorical_message
-    >>> leaves = categorical_message(jnp.log(jnp.array([[0.9, 0.2], [0.9, 0.2]])))
-    >>> out = backward_filter_parallel(CategoricalLaw(jnp.log(jnp.array([0.5, 0.5]))),
-    ...                                Categorical(jnp.array([[0.5, 0.5], [0.5, 0.5]])), leaves)
-    >>> round(float(jnp.exp(out.log_evidence)), 4)
-    0.3025
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from markovppl.kernels import Categorical
+        >>> from markovppl.kernels.initial import CategoricalLaw
+        >>> from markovppl.messages import categorical_message
+        >>> leaves = categorical_message(jnp.log(jnp.array([[0.9, 0.2], [0.9, 0.2]])))
+        >>> out = backward_filter_parallel(CategoricalLaw(jnp.log(jnp.array([0.5, 0.5]))),
+        ...                                Categorical(jnp.array([[0.5, 0.5], [0.5, 0.5]])), leaves)
+        >>> round(float(jnp.exp(out.log_evidence)), 4)
+        0.3025
     """
     num_steps = jax.tree.leaves(leaves)[0].shape[0]
     kernels = _elements(transition, num_steps)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from functools import singledispatch
 
-import jax
 import jax.numpy as jnp
 
 from .. import _linalg as la
@@ -28,7 +27,15 @@ __all__ = ["leaf", "pullback", "fuse", "marginalize", "log_scale", "add_log_scal
 
 @singledispatch
 def leaf(kernel, y, missing, event_ndim: int = 0):
-    r"""Leaf message $g(\cdot, y)$ for observations ``y`` ``(T, *batch, *event)``; missing steps give $h \equiv 1$."""
+    r"""Leaf message $g(\cdot, y)$ for observations ``y`` ``(T, *batch, *event)``; missing steps give $h \equiv 1$.
+
+    Examples:
+        >>> import jax.numpy as jnp, numpyro.distributions as dist
+        >>> from markovppl.kernels import Emission
+        >>> g = leaf(Emission(dist.Poisson(jnp.array([1.0, 5.0]))), jnp.array([0, 6]), jnp.array([False, True]))
+        >>> g.log_h.shape, g.log_h[1].tolist()        # the missing step carries no information
+        ((2, 2), [0.0, 0.0])
+    """
     raise TypeError(f"no leaf rule for kernel type {type(kernel).__name__}")
 
 
@@ -61,7 +68,17 @@ def _(kernel: LinearGaussian, y, missing, event_ndim: int = 1):
 
 @singledispatch
 def pullback(kernel, message):
-    r"""$(\kappa h)(x) = \int h(y)\,\kappa(x, dy)$."""
+    r"""$(\kappa h)(x) = \int h(y)\,\kappa(x, dy)$; for a finite chain $(P h)(x) = \sum_y P[x, y] h(y)$.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from markovppl.kernels import Categorical
+        >>> from markovppl.messages import categorical_message, categorical
+        >>> h = categorical_message(jnp.log(jnp.array([1.0, 0.0])))
+        >>> pulled = pullback(Categorical(jnp.array([[0.9, 0.1], [0.2, 0.8]])), h)
+        >>> jnp.exp(categorical.evaluate(pulled, jnp.arange(2))).round(4).tolist()
+        [0.9, 0.2]
+    """
     raise TypeError(f"no pullback rule for kernel type {type(kernel).__name__}")
 
 
@@ -83,7 +100,15 @@ def _(kernel: LinearGaussian, message: gm.GaussianMessage):
 
 @singledispatch
 def fuse(a, b):
-    """Pointwise product of two messages of the same family."""
+    r"""Pointwise product $h_a h_b$ of two messages of the same family (fusion at a branch point).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from markovppl.messages import gaussian_message
+        >>> m = gaussian_message(0.0, jnp.ones(1), jnp.eye(1))
+        >>> fuse(m, m).F.tolist()
+        [2.0]
+    """
     raise TypeError(f"no fusion rule for message type {type(a).__name__}")
 
 
@@ -93,7 +118,16 @@ fuse.register(gm.GaussianMessage, gm.fuse)
 
 @singledispatch
 def marginalize(law, message):
-    r"""$\log \int h\, d\pi$ at the root."""
+    r"""$\log \int h\, d\pi$ at the root: the log evidence when $h$ is the root message.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from markovppl.kernels.initial import CategoricalLaw
+        >>> from markovppl.messages import categorical_message
+        >>> law = CategoricalLaw(jnp.log(jnp.array([0.25, 0.75])))
+        >>> round(float(jnp.exp(marginalize(law, categorical_message(jnp.log(jnp.array([0.4, 0.8])))))), 4)
+        0.7
+    """
     raise TypeError(f"no root rule for law type {type(law).__name__}")
 
 

@@ -60,15 +60,16 @@ def backward_filter(initial, transition, leaves, *, store_messages: bool = True)
     Returns:
         [`BackwardResult`][markovppl.backward.sequential.BackwardResult] with messages stacked ``(T, ...)``.
 
-    >>> import jax.numpy as jnp
-    >>> from markovppl.kernels import Categorical
-    >>> from markovppl.kernels.initial import CategoricalLaw
-    >>> from markovppl.messages import categorical_message
-    >>> leaves = categorical_message(jnp.log(jnp.array([[0.9, 0.2], [0.9, 0.2]])))
-    >>> out = backward_filter(CategoricalLaw(jnp.log(jnp.array([0.5, 0.5]))),
-    ...                       Categorical(jnp.array([[0.5, 0.5], [0.5, 0.5]])), leaves)
-    >>> round(float(jnp.exp(out.log_evidence)), 4)   # (0.55)^2
-    0.3025
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from markovppl.kernels import Categorical
+        >>> from markovppl.kernels.initial import CategoricalLaw
+        >>> from markovppl.messages import categorical_message
+        >>> leaves = categorical_message(jnp.log(jnp.array([[0.9, 0.2], [0.9, 0.2]])))
+        >>> out = backward_filter(CategoricalLaw(jnp.log(jnp.array([0.5, 0.5]))),
+        ...                       Categorical(jnp.array([[0.5, 0.5], [0.5, 0.5]])), leaves)
+        >>> round(float(jnp.exp(out.log_evidence)), 4)   # (0.55)^2
+        0.3025
     """
     local_root, local, increments = _local_messages(leaves, transition, store_messages)
     log_evidence = marginalize(initial, local_root) + jnp.sum(increments, 0)

@@ -78,7 +78,7 @@ def load_earthquakes() -> TimeSeriesData:
         TimeSeriesData: ``time`` holds the years 1900-2006 (``int64``) and
         ``values`` the counts (``int64``).
 
-    Example:
+    Examples:
         >>> data = load_earthquakes()
         >>> data.values.shape
         (107,)
@@ -129,7 +129,7 @@ def load_nile() -> TimeSeriesData:
         TimeSeriesData: ``time`` holds the years 1871-1970 (``int64``) and
         ``values`` the flows (``float64``).
 
-    Example:
+    Examples:
         >>> data = load_nile()
         >>> data.values.shape
         (100,)
@@ -182,7 +182,7 @@ def load_gnp_growth() -> TimeSeriesData:
         ``q`` of year ``Y`` is ``Y + (q - 1) / 4``, so 1951.25 to 1984.75) and
         ``values`` the growth rates (``float64``).
 
-    Example:
+    Examples:
         >>> data = load_gnp_growth()
         >>> data.values.shape
         (135,)
@@ -238,7 +238,7 @@ def load_us_inflation() -> TimeSeriesData:
         ``q`` of year ``Y`` is ``Y + (q - 1) / 4``, so 1959.25 to 2009.5) and
         ``values`` the inflation rates (``float64``).
 
-    Example:
+    Examples:
         >>> data = load_us_inflation()
         >>> data.values.shape
         (202,)

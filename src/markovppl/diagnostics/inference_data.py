@@ -47,18 +47,19 @@ def to_inference_data(mcmc, rng_key=None, *, coords: dict | None = None, dims: d
     Returns:
         ``arviz.InferenceData`` (ArviZ 0.x) or ``xarray.DataTree`` (ArviZ 1.x).
 
-    >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
-    >>> from numpyro.infer import MCMC, NUTS
-    >>> import markovppl as mp
-    >>> def model(y):
-    ...     rate = numpyro.sample("rate", dist.Gamma(2.0, 0.5).expand([2]).to_event(1))
-    ...     numpyro.sample("y", mp.HMM(jnp.ones(2) / 2, jnp.array([[0.9, 0.1], [0.1, 0.9]]),
-    ...                                dist.Poisson(rate)), obs=y)
-    >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
-    >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([1, 2, 9, 8, 1]))
-    >>> idata = mp.to_inference_data(mcmc)
-    >>> tuple(mp.diagnostics.get_group(idata, "latent_posterior")["y"].shape)
-    (1, 10, 5)
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> from numpyro.infer import MCMC, NUTS
+        >>> import markovppl as mp
+        >>> def model(y):
+        ...     rate = numpyro.sample("rate", dist.Gamma(2.0, 0.5).expand([2]).to_event(1))
+        ...     numpyro.sample("y", mp.HMM(jnp.ones(2) / 2, jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...                                dist.Poisson(rate)), obs=y)
+        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
+        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([1, 2, 9, 8, 1]))
+        >>> idata = mp.to_inference_data(mcmc)
+        >>> tuple(mp.diagnostics.get_group(idata, "latent_posterior")["y"].shape)
+        (1, 10, 5)
     """
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     model, args, kwargs = mcmc.sampler.model, mcmc._args, mcmc._kwargs

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from ..kernels.time import is_time_varying
+from ..kernels.time import num_time_steps
 
 __all__ = ["time_first", "time_last", "missing_steps", "check_value", "MarkovSequence", "compiled"]
 
@@ -77,15 +77,12 @@ class MarkovSequence(dist.Distribution):
     """Base class of the chain families: a distribution over ``(*batch, T, *obs_event)``."""
 
     def _resolve_num_steps(self, num_steps, transition) -> int | None:
-        tv_steps = {leaf.value.shape[0] + 1 for leaf in _tv_leaves(transition)}
-        if len(tv_steps) > 1:
-            raise ValueError(f"time-varying transition parameters disagree on their number of steps: {sorted(s - 1 for s in tv_steps)}")
-        if tv_steps:
-            t = tv_steps.pop()
-            if num_steps is not None and num_steps != t:
-                raise ValueError(f"num_steps={num_steps} but time-varying transitions have {t - 1} steps (need num_steps - 1)")
-            return t
-        return num_steps
+        tv_steps = num_time_steps(transition)
+        if tv_steps is None:
+            return num_steps
+        if num_steps is not None and num_steps != tv_steps + 1:
+            raise ValueError(f"num_steps={num_steps} but time-varying transitions have {tv_steps} steps (need num_steps - 1)")
+        return tv_steps + 1
 
     def _steps_of(self, value) -> int:
         t = check_value(value, self._obs_event_ndim)
@@ -108,8 +105,3 @@ class MarkovSequence(dist.Distribution):
             raise ValueError(f"{type(self).__name__}.sample needs num_steps (pass num_steps=T to the constructor)")
         return self.num_steps
 
-
-def _tv_leaves(tree):
-    import jax
-
-    return [leaf for leaf in jax.tree.leaves(tree, is_leaf=is_time_varying) if is_time_varying(leaf)]

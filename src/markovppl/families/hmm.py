@@ -71,9 +71,10 @@ def stationary_distribution(transition_matrix) -> jax.Array:
 
     Solves $(I - P + \mathbf{1}\mathbf{1}^\top)^\top \pi = \mathbf{1}$; differentiable in $P$.
 
-    >>> import jax.numpy as jnp
-    >>> stationary_distribution(jnp.array([[0.9, 0.1], [0.2, 0.8]])).round(4).tolist()
-    [0.6667, 0.3333]
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> stationary_distribution(jnp.array([[0.9, 0.1], [0.2, 0.8]])).round(4).tolist()
+        [0.6667, 0.3333]
     """
     p = jnp.asarray(transition_matrix)
     k = p.shape[-1]
@@ -136,12 +137,13 @@ class HMM(MarkovSequence):
 
     Observations have shape ``(*batch, T, *emission.event_shape)``.
 
-    >>> import jax, jax.numpy as jnp, numpyro.distributions as dist
-    >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
-    ...           dist.Poisson(jnp.array([1.0, 10.0])), num_steps=5)
-    >>> y = hmm.sample(jax.random.PRNGKey(0))
-    >>> y.shape, hmm.log_prob(y).shape
-    ((5,), ())
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpyro.distributions as dist
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...           dist.Poisson(jnp.array([1.0, 10.0])), num_steps=5)
+        >>> y = hmm.sample(jax.random.PRNGKey(0))
+        >>> y.shape, hmm.log_prob(y).shape
+        ((5,), ())
     """
 
     pytree_data_fields = ("initial_probs", "transition_matrix", "emission", "missing")
@@ -191,8 +193,9 @@ class HMM(MarkovSequence):
     def num_states(self) -> int:
         r"""$K$, the number of hidden states.
 
-        >>> HMM(jnp.ones(3) / 3, jnp.eye(3), dist.Poisson(jnp.arange(1.0, 4.0))).num_states
-        3
+        Examples:
+            >>> HMM(jnp.ones(3) / 3, jnp.eye(3), dist.Poisson(jnp.arange(1.0, 4.0))).num_states
+            3
         """
         return self.initial_probs.shape[-1]
 
@@ -209,9 +212,10 @@ class HMM(MarkovSequence):
 
         A missing step contributes $\log p(y_t \mid y_{0:t-1}) = 0$: its leaf message is $g_t \equiv 1$.
 
-        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.eye(2), dist.Normal(jnp.array([0.0, 5.0]), 1.0))
-        >>> hmm.missing_steps(jnp.array([0.1, jnp.nan, 4.9])).tolist()
-        [False, True, False]
+        Examples:
+            >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.eye(2), dist.Normal(jnp.array([0.0, 5.0]), 1.0))
+            >>> hmm.missing_steps(jnp.array([0.1, jnp.nan, 4.9])).tolist()
+            [False, True, False]
         """
         return missing_steps(jnp.asarray(obs), self.missing, self._obs_event_ndim)
 
@@ -251,11 +255,12 @@ class HMM(MarkovSequence):
         (Fisher's identity, see ``markovppl.families._hmm_evidence``) rather than from differentiating
         through the scan.
 
-        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
-        ...           dist.Poisson(jnp.array([1.0, 10.0])))
-        >>> y = jnp.array([0, 1, 12, 9, 0])
-        >>> round(float(hmm.log_prob(y)), 2)
-        -10.98
+        Examples:
+            >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+            ...           dist.Poisson(jnp.array([1.0, 10.0])))
+            >>> y = jnp.array([0, 1, 12, 9, 0])
+            >>> round(float(hmm.log_prob(y)), 2)
+            -12.94
         """
         if self.parallel:
             return self._backward(value, store_messages=False).log_evidence
@@ -266,11 +271,12 @@ class HMM(MarkovSequence):
         r"""Simulate ``(states, observations)``: states $x_{0:T-1}$ ``(*sample, *batch, T)`` and
         observations $y_{0:T-1}$ ``(*sample, *batch, T, *event)``.
 
-        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
-        ...           dist.Poisson(jnp.array([1.0, 10.0])), num_steps=6)
-        >>> x, y = hmm.sample_with_states(jax.random.PRNGKey(0), (3,))
-        >>> x.shape, y.shape
-        ((3, 6), (3, 6))
+        Examples:
+            >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+            ...           dist.Poisson(jnp.array([1.0, 10.0])), num_steps=6)
+            >>> x, y = hmm.sample_with_states(jax.random.PRNGKey(0), (3,))
+            >>> x.shape, y.shape
+            ((3, 6), (3, 6))
         """
         t = self._require_num_steps()
         k_x0, k_x, k_y = jax.random.split(key, 3)
@@ -297,20 +303,22 @@ class HMM(MarkovSequence):
     def sample(self, key, sample_shape=()):
         r"""Simulate observation sequences $y_{0:T-1}$ (needs ``num_steps`` or time-varying transitions).
 
-        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
-        ...           dist.Poisson(jnp.array([1.0, 10.0])), num_steps=6)
-        >>> hmm.sample(jax.random.PRNGKey(0), (2,)).shape
-        (2, 6)
+        Examples:
+            >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+            ...           dist.Poisson(jnp.array([1.0, 10.0])), num_steps=6)
+            >>> hmm.sample(jax.random.PRNGKey(0), (2,)).shape
+            (2, 6)
         """
         return self.sample_with_states(key, sample_shape)[1]
 
     def sample_with_intermediates(self, key, sample_shape=()):
-        r"""NumPyro hook: observations and ``[states]``, as :meth:`sample_with_states` in reverse order.
+        r"""NumPyro hook: observations and ``[states]``, as ``sample_with_states`` in reverse order.
 
-        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.eye(2), dist.Poisson(jnp.array([1.0, 10.0])), num_steps=3)
-        >>> y, [x] = hmm.sample_with_intermediates(jax.random.PRNGKey(0))
-        >>> y.shape, x.shape
-        ((3,), (3,))
+        Examples:
+            >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.eye(2), dist.Poisson(jnp.array([1.0, 10.0])), num_steps=3)
+            >>> y, [x] = hmm.sample_with_intermediates(jax.random.PRNGKey(0))
+            >>> y.shape, x.shape
+            ((3,), (3,))
         """
         states, obs = self.sample_with_states(key, sample_shape)
         return obs, [states]
@@ -320,8 +328,9 @@ class HMM(MarkovSequence):
         r"""Shapes ``(batch_shape, event_shape)`` from the shapes of the parameters: the batch shape
         broadcasts the leading axes of $\pi_0$ ``(..., K)``, $P$ ``(..., K, K)`` and the emission.
 
-        >>> HMM.infer_shapes((4, 2), (2, 2), (2,), num_steps=10)
-        ((4,), (10,))
+        Examples:
+            >>> HMM.infer_shapes((4, 2), (2, 2), (2,), num_steps=10)
+            ((4,), (10,))
         """
         batch = jax.lax.broadcast_shapes(tuple(initial_probs)[:-1], tuple(transition_matrix)[:-2], tuple(emission_batch_shape)[:-1])
         return batch, (num_steps or 1,) + tuple(emission_event_shape)
@@ -334,12 +343,13 @@ class HMM(MarkovSequence):
         $p(x_t \mid y_{0:t}) \propto p(x_t \mid y_{0:t-1})\, e(y_t \mid x_t)$ and
         $p(x_{t+1} \mid y_{0:t}) = \sum_{x} p(x_t = x \mid y_{0:t}) P_t[x, \cdot]$.
 
-        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
-        ...           dist.Poisson(jnp.array([1.0, 10.0])))
-        >>> y = jnp.array([0, 1, 12, 9, 0])
-        >>> f = hmm.filter(y)
-        >>> f.filtered_probs.shape, f.filtered_probs[2].argmax().item()
-        ((5, 2), 1)
+        Examples:
+            >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+            ...           dist.Poisson(jnp.array([1.0, 10.0])))
+            >>> y = jnp.array([0, 1, 12, 9, 0])
+            >>> f = hmm.filter(y)
+            >>> f.filtered_probs.shape, f.filtered_probs[2].argmax().item()
+            ((5, 2), 1)
         """
         leaves, miss = self._leaves(obs)
         xs, kernel_at = split_time(self._transition())
@@ -367,12 +377,13 @@ class HMM(MarkovSequence):
     def log_predictive(self, obs) -> jax.Array:
         r"""One-step-ahead $\log p(y_t \mid y_{0:t-1})$, ``(*batch, T)``; they sum to ``log_prob``.
 
-        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
-        ...           dist.Poisson(jnp.array([1.0, 10.0])))
-        >>> y = jnp.array([0, 1, 12, 9, 0])
-        >>> lp = hmm.log_predictive(y)
-        >>> lp.shape, bool(jnp.allclose(lp.sum(), hmm.log_prob(y), atol=1e-4))
-        ((5,), True)
+        Examples:
+            >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+            ...           dist.Poisson(jnp.array([1.0, 10.0])))
+            >>> y = jnp.array([0, 1, 12, 9, 0])
+            >>> lp = hmm.log_predictive(y)
+            >>> lp.shape, bool(jnp.allclose(lp.sum(), hmm.log_prob(y), atol=1e-4))
+            ((5,), True)
         """
         return self.filter(obs).log_predictive
 
@@ -381,12 +392,13 @@ class HMM(MarkovSequence):
         r"""Smoothing marginals $p(x_t \mid y)$ and pairwise marginals, by pushing the guided chain forward:
         $p(x_0 \mid y) \propto \pi_0 h_0$, $p(x_{t+1} \mid y) = \sum_x p(x_t = x \mid y)\, \kappa^\circ_t(x, \cdot)$.
 
-        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
-        ...           dist.Poisson(jnp.array([1.0, 10.0])))
-        >>> y = jnp.array([0, 1, 12, 9, 0])
-        >>> post = hmm.smooth(y)
-        >>> post.smoothed_probs.argmax(-1).tolist(), post.pairwise_probs.shape
-        ([0, 0, 1, 1, 0], (4, 2, 2))
+        Examples:
+            >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+            ...           dist.Poisson(jnp.array([1.0, 10.0])))
+            >>> y = jnp.array([0, 1, 12, 9, 0])
+            >>> post = hmm.smooth(y)
+            >>> post.smoothed_probs.argmax(-1).tolist(), post.pairwise_probs.shape
+            ([0, 0, 1, 1, 0], (4, 2, 2))
         """
         back = self._backward(obs)
         m = categorical_marginals(self._law(), self._transition(), back.messages)
@@ -396,11 +408,12 @@ class HMM(MarkovSequence):
     def posterior_sample(self, rng_key, obs, sample_shape=()) -> jax.Array:
         r"""Exact draws of $x_{0:T-1} \mid y$ by forward guiding, ``(*sample_shape, *batch, T)``.
 
-        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
-        ...           dist.Poisson(jnp.array([1.0, 10.0])))
-        >>> y = jnp.array([0, 1, 12, 9, 0])
-        >>> hmm.posterior_sample(jax.random.PRNGKey(1), y, (3,)).shape
-        (3, 5)
+        Examples:
+            >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+            ...           dist.Poisson(jnp.array([1.0, 10.0])))
+            >>> y = jnp.array([0, 1, 12, 9, 0])
+            >>> hmm.posterior_sample(jax.random.PRNGKey(1), y, (3,)).shape
+            (3, 5)
         """
         back = self._backward(obs)
         batch = back.log_evidence.shape
@@ -411,11 +424,12 @@ class HMM(MarkovSequence):
     def posterior_mode(self, obs) -> jax.Array:
         r"""Viterbi path $\arg\max_{x} p(x_{0:T-1} \mid y)$, ``(*batch, T)``.
 
-        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
-        ...           dist.Poisson(jnp.array([1.0, 10.0])))
-        >>> y = jnp.array([0, 1, 12, 9, 0])
-        >>> hmm.posterior_mode(y).tolist()
-        [0, 0, 1, 1, 0]
+        Examples:
+            >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+            ...           dist.Poisson(jnp.array([1.0, 10.0])))
+            >>> y = jnp.array([0, 1, 12, 9, 0])
+            >>> hmm.posterior_mode(y).tolist()
+            [0, 0, 1, 1, 0]
         """
         leaves, _ = self._leaves(obs)
         xs, kernel_at = split_time(self._transition())
@@ -443,12 +457,13 @@ class HMM(MarkovSequence):
         r"""State probabilities and predictive laws for $y_{T}, \dots, y_{T-1+H}$:
         $p(x_{T-1+h} \mid y) = p(x_{T-1} \mid y)\, P^h$, mixed over the emission.
 
-        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
-        ...           dist.Poisson(jnp.array([1.0, 10.0])))
-        >>> y = jnp.array([0, 1, 12, 9, 0])
-        >>> fc = hmm.forecast(y, horizon=3)
-        >>> fc.state_probs.shape, fc.predictive.batch_shape
-        ((3, 2), (3,))
+        Examples:
+            >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+            ...           dist.Poisson(jnp.array([1.0, 10.0])))
+            >>> y = jnp.array([0, 1, 12, 9, 0])
+            >>> fc = hmm.forecast(y, horizon=3)
+            >>> fc.state_probs.shape, fc.predictive.batch_shape
+            ((3, 2), (3,))
         """
         if is_time_varying(self.transition_matrix):
             raise ValueError("forecast needs a time-homogeneous transition_matrix (future steps are unknown)")

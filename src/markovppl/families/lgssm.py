@@ -93,12 +93,13 @@ class LinearGaussianSSM(MarkovSequence):
             just those coordinates missing.
         parallel: use the parallel-in-time backward filter.
 
-    >>> import jax, jax.numpy as jnp
-    >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
-    ...                         jnp.eye(1), jnp.eye(1), num_steps=4)
-    >>> y = ssm.sample(jax.random.PRNGKey(0))
-    >>> y.shape, ssm.log_prob(y).shape
-    ((4, 1), ())
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+        ...                         jnp.eye(1), jnp.eye(1), num_steps=4)
+        >>> y = ssm.sample(jax.random.PRNGKey(0))
+        >>> y.shape, ssm.log_prob(y).shape
+        ((4, 1), ())
     """
 
     pytree_data_fields = (
@@ -182,8 +183,9 @@ class LinearGaussianSSM(MarkovSequence):
     def state_dim(self) -> int:
         r"""$d = \dim x_t$.
 
-        >>> LinearGaussianSSM(jnp.zeros(2), jnp.eye(2), jnp.eye(2), jnp.eye(2), jnp.ones((1, 2)), jnp.eye(1)).state_dim
-        2
+        Examples:
+            >>> LinearGaussianSSM(jnp.zeros(2), jnp.eye(2), jnp.eye(2), jnp.eye(2), jnp.ones((1, 2)), jnp.eye(1)).state_dim
+            2
         """
         return self.initial_mean.shape[-1]
 
@@ -191,8 +193,9 @@ class LinearGaussianSSM(MarkovSequence):
     def obs_dim(self) -> int:
         r"""$m = \dim y_t$.
 
-        >>> LinearGaussianSSM(jnp.zeros(2), jnp.eye(2), jnp.eye(2), jnp.eye(2), jnp.ones((1, 2)), jnp.eye(1)).obs_dim
-        1
+        Examples:
+            >>> LinearGaussianSSM(jnp.zeros(2), jnp.eye(2), jnp.eye(2), jnp.eye(2), jnp.ones((1, 2)), jnp.eye(1)).obs_dim
+            1
         """
         return self.emission_matrix.shape[-2]
 
@@ -222,11 +225,12 @@ class LinearGaussianSSM(MarkovSequence):
         A step with only some coordinates missing is not a missing step: its leaf message uses the
         observed coordinates only.
 
-        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
-        ...                         jnp.eye(1), 0.5 * jnp.eye(1))
-        >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
-        >>> ssm.missing_steps(y).tolist()
-        [False, False, True, False]
+        Examples:
+            >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+            ...                         jnp.eye(1), 0.5 * jnp.eye(1))
+            >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
+            >>> ssm.missing_steps(y).tolist()
+            [False, False, True, False]
         """
         return self._coord_missing(jnp.asarray(obs, float)).all(-1)
 
@@ -257,6 +261,14 @@ class LinearGaussianSSM(MarkovSequence):
         step ($m$ = observation dimension) where the backward information filter needs $d \times d$
         ones; both give the same exact evidence (the backward filter's root message is tested equal).
         With ``parallel=True`` the parallel-in-time backward filter is used instead.
+
+        Examples:
+            >>> args = (jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1), jnp.eye(1), 0.5 * jnp.eye(1))
+            >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])      # NaN: a missing step
+            >>> kalman = LinearGaussianSSM(*args).log_prob(y)
+            >>> backward = LinearGaussianSSM(*args, parallel=True).log_prob(y)
+            >>> round(float(kalman), 3), bool(jnp.allclose(kalman, backward, atol=1e-4))
+            (-2.953, True)
         """
         if self.parallel:
             return self._backward(value, store_messages=False).log_evidence
@@ -278,11 +290,12 @@ class LinearGaussianSSM(MarkovSequence):
         r"""Simulate ``(states, observations)``: $x_{0:T-1}$ ``(*sample, *batch, T, d)`` and
         $y_{0:T-1}$ ``(*sample, *batch, T, m)``.
 
-        >>> ssm = LinearGaussianSSM(jnp.zeros(2), jnp.eye(2), jnp.eye(2), 0.1 * jnp.eye(2),
-        ...                         jnp.ones((1, 2)), jnp.eye(1), num_steps=5)
-        >>> x, y = ssm.sample_with_states(jax.random.PRNGKey(0))
-        >>> x.shape, y.shape
-        ((5, 2), (5, 1))
+        Examples:
+            >>> ssm = LinearGaussianSSM(jnp.zeros(2), jnp.eye(2), jnp.eye(2), 0.1 * jnp.eye(2),
+            ...                         jnp.ones((1, 2)), jnp.eye(1), num_steps=5)
+            >>> x, y = ssm.sample_with_states(jax.random.PRNGKey(0))
+            >>> x.shape, y.shape
+            ((5, 2), (5, 1))
         """
         t = self._require_num_steps()
         shape = tuple(sample_shape) + self.batch_shape
@@ -308,21 +321,23 @@ class LinearGaussianSSM(MarkovSequence):
     def sample(self, key, sample_shape=()):
         r"""Simulate observation sequences $y_{0:T-1}$ (needs ``num_steps`` or time-varying transitions).
 
-        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
-        ...                         jnp.eye(1), jnp.eye(1), num_steps=4)
-        >>> ssm.sample(jax.random.PRNGKey(0), (2,)).shape
-        (2, 4, 1)
+        Examples:
+            >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+            ...                         jnp.eye(1), jnp.eye(1), num_steps=4)
+            >>> ssm.sample(jax.random.PRNGKey(0), (2,)).shape
+            (2, 4, 1)
         """
         return self.sample_with_states(key, sample_shape)[1]
 
     def sample_with_intermediates(self, key, sample_shape=()):
         r"""NumPyro hook: observations $y$ and ``[states]`` $[x]$.
 
-        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
-        ...                         jnp.eye(1), jnp.eye(1), num_steps=4)
-        >>> y, [x] = ssm.sample_with_intermediates(jax.random.PRNGKey(0))
-        >>> y.shape, x.shape
-        ((4, 1), (4, 1))
+        Examples:
+            >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+            ...                         jnp.eye(1), jnp.eye(1), num_steps=4)
+            >>> y, [x] = ssm.sample_with_intermediates(jax.random.PRNGKey(0))
+            >>> y.shape, x.shape
+            ((4, 1), (4, 1))
         """
         states, obs = self.sample_with_states(key, sample_shape)
         return obs, [states]
@@ -333,12 +348,13 @@ class LinearGaussianSSM(MarkovSequence):
         r"""Kalman filter (covariance form, missing coordinates dropped exactly): moments of
         $p(x_t \mid y_{0:t})$ and $p(x_t \mid y_{0:t-1})$; see [`LGSSMFilter`][markovppl.families.lgssm.LGSSMFilter].
 
-        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
-        ...                         jnp.eye(1), 0.5 * jnp.eye(1))
-        >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
-        >>> f = ssm.filter(y)
-        >>> f.filtered_means.shape, f.filtered_covs.shape
-        ((4, 1), (4, 1, 1))
+        Examples:
+            >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+            ...                         jnp.eye(1), 0.5 * jnp.eye(1))
+            >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
+            >>> f = ssm.filter(y)
+            >>> f.filtered_means.shape, f.filtered_covs.shape
+            ((4, 1), (4, 1, 1))
         """
         return self._kalman(obs, store=True)
 
@@ -395,12 +411,13 @@ class LinearGaussianSSM(MarkovSequence):
     def log_predictive(self, obs) -> jax.Array:
         r"""One-step-ahead $\log p(y_t \mid y_{0:t-1})$, ``(*batch, T)``; they sum to ``log_prob``.
 
-        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
-        ...                         jnp.eye(1), 0.5 * jnp.eye(1))
-        >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
-        >>> lp = ssm.log_predictive(y)
-        >>> float(lp[2]), bool(jnp.allclose(lp.sum(), ssm.log_prob(y), atol=1e-4))
-        (0.0, True)
+        Examples:
+            >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+            ...                         jnp.eye(1), 0.5 * jnp.eye(1))
+            >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
+            >>> lp = ssm.log_predictive(y)
+            >>> float(lp[2]), bool(jnp.allclose(lp.sum(), ssm.log_prob(y), atol=1e-4))
+            (0.0, True)
         """
         return self.filter(obs).log_predictive
 
@@ -409,12 +426,13 @@ class LinearGaussianSSM(MarkovSequence):
         r"""Smoothing moments of $p(x_t \mid y_{0:T-1})$ (equal to the RTS smoother) by pushing the
         guided chain forward; see [`LGSSMPosterior`][markovppl.families.lgssm.LGSSMPosterior].
 
-        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
-        ...                         jnp.eye(1), 0.5 * jnp.eye(1))
-        >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
-        >>> post = ssm.smooth(y)
-        >>> post.smoothed_means.shape, post.smoothed_cross_covs.shape
-        ((4, 1), (3, 1, 1))
+        Examples:
+            >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+            ...                         jnp.eye(1), 0.5 * jnp.eye(1))
+            >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
+            >>> post = ssm.smooth(y)
+            >>> post.smoothed_means.shape, post.smoothed_cross_covs.shape
+            ((4, 1), (3, 1, 1))
         """
         back = self._backward(obs)
         m = gaussian_marginals(self._law(), self._transition(), back.messages)
@@ -424,11 +442,12 @@ class LinearGaussianSSM(MarkovSequence):
     def posterior_sample(self, rng_key, obs, sample_shape=()) -> jax.Array:
         r"""Exact joint draws of $x_{0:T-1} \mid y$ by forward guiding, ``(*sample_shape, *batch, T, d)``.
 
-        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
-        ...                         jnp.eye(1), 0.5 * jnp.eye(1))
-        >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
-        >>> ssm.posterior_sample(jax.random.PRNGKey(1), y, (10,)).shape
-        (10, 4, 1)
+        Examples:
+            >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+            ...                         jnp.eye(1), 0.5 * jnp.eye(1))
+            >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
+            >>> ssm.posterior_sample(jax.random.PRNGKey(1), y, (10,)).shape
+            (10, 4, 1)
         """
         back = self._backward(obs)
         batch = back.log_evidence.shape
@@ -440,12 +459,13 @@ class LinearGaussianSSM(MarkovSequence):
         r"""Moments of $x_{T-1+h}$ and $y_{T-1+h}$ given $y_{0:T-1}$ for $h = 1..H$:
         $m_{h} = A m_{h-1} + b$, $P_{h} = A P_{h-1} A^\top + Q$, $y$: $H m_h + c$, $H P_h H^\top + R$.
 
-        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
-        ...                         jnp.eye(1), 0.5 * jnp.eye(1))
-        >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
-        >>> fc = ssm.forecast(y, horizon=2)
-        >>> fc.obs_means.shape, fc.predictive.batch_shape
-        ((2, 1), (2,))
+        Examples:
+            >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+            ...                         jnp.eye(1), 0.5 * jnp.eye(1))
+            >>> y = jnp.array([[0.1], [0.4], [jnp.nan], [0.2]])
+            >>> fc = ssm.forecast(y, horizon=2)
+            >>> fc.obs_means.shape, fc.predictive.batch_shape
+            ((2, 1), (2,))
         """
         if is_time_varying(self.transition_matrix) or is_time_varying(self.transition_cov) or is_time_varying(self.transition_offset):
             raise ValueError("forecast needs time-homogeneous transitions (future steps are unknown)")

@@ -35,6 +35,12 @@ def sample_noise(rng_key, initial, num_steps: int, shape=()) -> jax.Array:
     r"""Standard noise for [`forward_guide`][markovppl.guided.forward.forward_guide]: Gumbel for finite states, normal for Gaussian.
 
     Returns ``(T, *shape, *noise_shape)``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from markovppl.kernels.initial import GaussianLaw
+        >>> sample_noise(jax.random.PRNGKey(0), GaussianLaw(jnp.zeros(2), jnp.eye(2)), 5, (3,)).shape
+        (5, 3, 2)
     """
     full = (num_steps,) + tuple(shape) + noise_shape(initial)
     if hasattr(initial, "log_probs"):
@@ -53,6 +59,21 @@ def forward_guide(initial, transition, messages, noise) -> GuidedPath:
 
     Returns:
         [`GuidedPath`][markovppl.guided.forward.GuidedPath] with ``path`` ``(T, *sample, *batch[, d])``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from markovppl.backward import backward_filter
+        >>> from markovppl.kernels import Categorical
+        >>> from markovppl.kernels.initial import CategoricalLaw
+        >>> from markovppl.messages import categorical_message
+        >>> law = CategoricalLaw(jnp.log(jnp.array([0.5, 0.5])))
+        >>> kernel = Categorical(jnp.array([[0.9, 0.1], [0.1, 0.9]]))
+        >>> leaves = categorical_message(jnp.log(jnp.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9]])))
+        >>> back = backward_filter(law, kernel, leaves)
+        >>> noise = sample_noise(jax.random.PRNGKey(0), law, 3, (1000,))
+        >>> out = forward_guide(law, kernel, back.messages, noise)
+        >>> out.path.shape, float(jnp.abs(out.log_weights).max())   # exact kernels: zero weights
+        ((3, 1000), 0.0)
     """
     xs, kernel_at = split_time(transition)
     first = jax.tree.map(lambda m: m[0], messages)

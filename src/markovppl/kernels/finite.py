@@ -27,10 +27,11 @@ class Categorical(NamedTuple):
         transition_matrix: ``(..., K, K)`` row-stochastic, or [`time_varying`][markovppl.kernels.time.time_varying] with a
             leading time axis.
 
-    >>> import jax.numpy as jnp
-    >>> k = Categorical(jnp.array([[0.9, 0.1], [0.2, 0.8]]))
-    >>> k.num_states
-    2
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> k = Categorical(jnp.array([[0.9, 0.1], [0.2, 0.8]]))
+        >>> k.num_states
+        2
     """
 
     transition_matrix: jax.Array
@@ -54,9 +55,10 @@ class Emission(NamedTuple):
     The rightmost batch axis of ``distribution`` indexes the hidden state, e.g.
     ``dist.Poisson(rates)`` with ``rates.shape == (K,)``.
 
-    >>> import jax.numpy as jnp, numpyro.distributions as dist
-    >>> Emission(dist.Poisson(jnp.array([1.0, 5.0]))).num_states
-    2
+    Examples:
+        >>> import jax.numpy as jnp, numpyro.distributions as dist
+        >>> Emission(dist.Poisson(jnp.array([1.0, 5.0]))).num_states
+        2
     """
 
     distribution: dist.Distribution

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 import jax
-import jax.numpy as jnp
 
 from .. import _linalg as la
 from .. import _validation as v
@@ -30,10 +29,11 @@ class LinearGaussian(NamedTuple):
         Q: ``(..., m, m)`` covariance.
         cov_sqrt: optional cached $L$ with $LL^\top = Q$ (filled by [`prepared`][markovppl.kernels.gaussian.LinearGaussian.prepared]).
 
-    >>> import jax.numpy as jnp
-    >>> k = LinearGaussian(jnp.eye(2), jnp.zeros(2), jnp.eye(2))
-    >>> k.out_dim, k.in_dim
-    (2, 2)
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> k = LinearGaussian(jnp.eye(2), jnp.zeros(2), jnp.eye(2))
+        >>> k.out_dim, k.in_dim
+        (2, 2)
     """
 
     A: jax.Array
@@ -67,11 +67,3 @@ class LinearGaussian(NamedTuple):
         v.check_finite(names[1], b)
         v.check_covariance(names[2], q, definite=definite)
         return self
-
-
-def linear_gaussian(A, b=None, Q=None) -> LinearGaussian:
-    """Build a [`LinearGaussian`][markovppl.kernels.gaussian.LinearGaussian] with ``b = 0`` by default."""
-    A = A if hasattr(A, "value") else jnp.asarray(A)
-    if b is None:
-        b = jnp.zeros(_val(A).shape[-2], dtype=_val(A).dtype)
-    return LinearGaussian(A, b, Q)

@@ -41,10 +41,11 @@ def time_varying(value) -> TimeVarying:
     For a chain with $T$ observations a transition parameter carries $T - 1$ steps
     (``value[t]`` maps $x_t \to x_{t+1}$).
 
-    >>> import jax.numpy as jnp
-    >>> P = time_varying(jnp.stack([jnp.eye(2), jnp.full((2, 2), 0.5)]))
-    >>> P.value.shape
-    (2, 2, 2)
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> P = time_varying(jnp.stack([jnp.eye(2), jnp.full((2, 2), 0.5)]))
+        >>> P.value.shape
+        (2, 2, 2)
     """
     value = jnp.asarray(value)
     if value.ndim == 0:
@@ -65,7 +66,7 @@ def num_time_steps(tree) -> int | None:
     """Length of the time axis shared by the time-varying leaves of ``tree`` (``None`` if none)."""
     lengths = {leaf.value.shape[0] for leaf in jax.tree.leaves(tree, is_leaf=is_time_varying) if is_time_varying(leaf)}
     if len(lengths) > 1:
-        raise ValueError(f"time-varying parameters disagree on the number of steps: {sorted(lengths)}")
+        raise ValueError(f"time-varying parameters disagree on their number of steps: {sorted(lengths)}")
     return lengths.pop() if lengths else None
 
 

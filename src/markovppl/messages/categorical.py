@@ -30,7 +30,14 @@ class CategoricalMessage(NamedTuple):
 
 
 def normalize(log_h) -> CategoricalMessage:
-    """Split an unnormalised log-vector ``(..., K)`` into shape and scale."""
+    r"""Split an unnormalised log-vector ``(..., K)`` into shape and scale: $\mathrm{log\_norm} = \max_x \log h(x)$.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> m = normalize(jnp.log(jnp.array([1.0, 4.0])))
+        >>> m.log_h.round(4).tolist(), round(float(jnp.exp(m.log_norm)), 4)
+        ([-1.3863, 0.0], 4.0)
+    """
     shift = jax.lax.stop_gradient(jnp.max(log_h, axis=-1))
     shift = jnp.where(jnp.isfinite(shift), shift, 0.0)
     return CategoricalMessage(log_h - shift[..., None], shift)
@@ -39,22 +46,37 @@ def normalize(log_h) -> CategoricalMessage:
 def categorical_message(log_h) -> CategoricalMessage:
     r"""The message $h(x) = \exp(\mathrm{log\_h}[x])$, normalised.
 
-    >>> import jax.numpy as jnp
-    >>> m = categorical_message(jnp.log(jnp.array([0.5, 2.0])))
-    >>> float(evaluate(m, 1))
-    0.693...
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> m = categorical_message(jnp.log(jnp.array([0.5, 2.0])))
+        >>> float(evaluate(m, 1))
+        0.693...
     """
     return normalize(jnp.asarray(log_h))
 
 
 def fuse(a: CategoricalMessage, b: CategoricalMessage) -> CategoricalMessage:
-    r"""Pointwise product $h_a h_b$ (the fusion rule at a branch point)."""
+    r"""Pointwise product $h_a h_b$ (the fusion rule at a branch point): log-vectors add.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> m = fuse(categorical_message(jnp.log(jnp.array([0.5, 2.0]))), categorical_message(jnp.log(jnp.array([4.0, 1.0]))))
+        >>> [round(float(jnp.exp(evaluate(m, x))), 4) for x in (0, 1)]
+        [2.0, 2.0]
+    """
     m = normalize(a.log_h + b.log_h)
     return CategoricalMessage(m.log_h, m.log_norm + a.log_norm + b.log_norm)
 
 
 def evaluate(m: CategoricalMessage, x) -> jax.Array:
-    r"""$\log h(x)$ at integer states ``x``."""
+    r"""$\log h(x)$ at integer states ``x`` (broadcast against the message's batch shape).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> m = categorical_message(jnp.log(jnp.array([0.5, 2.0, 1.0])))
+        >>> jnp.exp(evaluate(m, jnp.array([0, 1, 2]))).round(4).tolist()
+        [0.5, 2.0, 1.0]
+    """
     x = jnp.asarray(x)
     shape = jnp.broadcast_shapes(m.log_h.shape[:-1], x.shape)
     log_h = jnp.broadcast_to(m.log_h, shape + m.log_h.shape[-1:])
@@ -62,5 +84,12 @@ def evaluate(m: CategoricalMessage, x) -> jax.Array:
 
 
 def marginalize(m: CategoricalMessage, log_probs) -> jax.Array:
-    r"""$\log \sum_x \pi(x) h(x)$ for a prior with log-probabilities ``log_probs`` ``(..., K)``."""
+    r"""$\log \sum_x \pi(x) h(x)$ for a prior with log-probabilities ``log_probs`` ``(..., K)`` (the root rule).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> m = categorical_message(jnp.log(jnp.array([0.5, 2.0])))
+        >>> round(float(jnp.exp(marginalize(m, jnp.log(jnp.array([0.5, 0.5]))))), 4)   # (0.5 + 2) / 2
+        1.25
+    """
     return m.log_norm + logsumexp(log_probs + m.log_h, axis=-1)

@@ -11,7 +11,6 @@ $\succeq I$ and so always has a Cholesky factor.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -49,21 +48,36 @@ class GaussianMessage(NamedTuple):
 def gaussian_message(c, F, H) -> GaussianMessage:
     r"""Build a message, symmetrising $H$.
 
-    >>> import jax.numpy as jnp
-    >>> m = gaussian_message(0.0, jnp.array([1.0]), jnp.array([[2.0]]))
-    >>> float(evaluate(m, jnp.array([1.0])))
-    0.0
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> m = gaussian_message(0.0, jnp.array([1.0]), jnp.array([[2.0]]))
+        >>> float(evaluate(m, jnp.array([1.0])))
+        0.0
     """
     return GaussianMessage(jnp.asarray(c), jnp.asarray(F), la.symmetrize(jnp.asarray(H)))
 
 
 def fuse(a: GaussianMessage, b: GaussianMessage) -> GaussianMessage:
-    r"""Pointwise product $h_a h_b$: canonical parameters add."""
+    r"""Pointwise product $h_a h_b$: canonical parameters add, $(c_a + c_b, F_a + F_b, H_a + H_b)$.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> a = gaussian_message(0.0, jnp.array([1.0]), jnp.array([[1.0]]))
+        >>> fuse(a, a).H.tolist()
+        [[2.0]]
+    """
     return GaussianMessage(a.c + b.c, a.F + b.F, a.H + b.H)
 
 
 def evaluate(m: GaussianMessage, x) -> jax.Array:
-    r"""$\log h(x)$ at ``x`` ``(..., d)``."""
+    r"""$\log h(x) = c + F^\top x - \tfrac12 x^\top H x$ at ``x`` ``(..., d)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> m = gaussian_message(1.0, jnp.array([2.0, 0.0]), jnp.eye(2))
+        >>> float(evaluate(m, jnp.array([1.0, 1.0])))   # 1 + 2 - 1
+        2.0
+    """
     return m.c + jnp.sum(m.F * x, -1) - 0.5 * la.quad(m.H, x)
 
 
@@ -104,6 +118,16 @@ def condition(m: GaussianMessage, mean, cov_sqrt) -> Conditioned:
         m: message on $y$, batch ``(...)``.
         mean: $\mu$, ``(..., d)``.
         cov_sqrt: $L$, ``(..., d, r)``, any square root of the covariance (may be rank deficient).
+
+    Returns:
+        [`Conditioned`][markovppl.messages.gaussian.Conditioned]: normaliser, tilted mean and covariance.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> h = gaussian_message(0.0, jnp.array([1.0]), jnp.array([[1.0]]))   # N(y; 1, 1) up to a constant
+        >>> c = condition(h, jnp.zeros(1), jnp.eye(1))                          # prior N(0, 1)
+        >>> c.mean.tolist(), c.cov.tolist()
+        ([0.5], [[0.5]])
     """
     k, logdet_s, factor = _tilt(m.H, cov_sqrt)
     g = m.F - la.matvec(m.H, mean)
@@ -116,7 +140,15 @@ def condition(m: GaussianMessage, mean, cov_sqrt) -> Conditioned:
 
 
 def affine_substitute(m: GaussianMessage, A, b) -> GaussianMessage:
-    r"""The message $x \mapsto h(Ax + b)$ (exact, no inversion)."""
+    r"""The message $x \mapsto h(Ax + b)$ (exact, no inversion):
+    $H' = A^\top H A$, $F' = A^\top(F - Hb)$, $c' = c + F^\top b - \tfrac12 b^\top H b$.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> m = affine_substitute(gaussian_message(0.0, jnp.zeros(1), jnp.eye(1)), 2.0 * jnp.eye(1), jnp.ones(1))
+        >>> m.c.item(), m.F.tolist(), m.H.tolist()
+        (-0.5, [-2.0], [[4.0]])
+    """
     hb = la.matvec(m.H, b)
     at = jnp.swapaxes(A, -1, -2)
     return GaussianMessage(
@@ -131,6 +163,12 @@ def convolve(m: GaussianMessage, cov_sqrt) -> GaussianMessage:
 
     With $K = (Q^{-1}+H)^{-1}$: $\bar H = H - HKH$, $\bar F = F - HKF$,
     $\bar c = c - \tfrac12 \log\det(I + L^\top H L) + \tfrac12 F^\top K F$.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> m = convolve(gaussian_message(0.0, jnp.zeros(1), jnp.eye(1)), jnp.eye(1))   # H = 1, Q = 1
+        >>> m.H.tolist()                                                                 # 1 / (1 + 1)
+        [[0.5]]
     """
     k, logdet_s, _ = _tilt(m.H, cov_sqrt)
     hk = la.matmul(m.H, k)
@@ -143,10 +181,12 @@ def convolve(m: GaussianMessage, cov_sqrt) -> GaussianMessage:
 
 
 def marginalize(m: GaussianMessage, mean, cov_sqrt) -> jax.Array:
-    r"""$\log \int h(x) N(x; \mu, LL^\top) dx$, e.g. the evidence from the root message."""
+    r"""$\log \int h(x) N(x; \mu, LL^\top) dx$, e.g. the evidence from the root message.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> h = gaussian_message(0.0, jnp.zeros(1), jnp.zeros((1, 1)))   # h = 1: no information
+        >>> float(marginalize(h, jnp.zeros(1), jnp.eye(1)))
+        0.0
+    """
     return condition(m, mean, cov_sqrt).log_norm
-
-
-def log_normal_constant(dim: int) -> float:
-    r"""$-\tfrac{d}{2}\log 2\pi$."""
-    return -0.5 * dim * math.log(2 * math.pi)
