@@ -81,6 +81,17 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
         load_model_file(broken)
 
 
+def test_model_file_optional_names(tmp_path):
+    from markovppl.modelfile import load_model_file
+
+    path = tmp_path / "m.py"
+    path.write_text('"""Tiny model."""\nNUTS_OPTIONS = {"target_accept_prob": 0.9}\n'
+                    'def model(y=None):\n    pass\ndef load_data():\n    return {}\n')
+    spec = load_model_file(path)
+    assert spec.description == "Tiny model." and spec.nuts_options == {"target_accept_prob": 0.9}
+    assert spec.plots is None and spec.data_columns is None
+
+
 def test_cli_rejects_bad_arguments():
     with pytest.raises(SystemExit):
         cli.main(["demo", "--chains", "0"])

@@ -76,7 +76,7 @@ def _fit(args) -> int:
 
 
 def _models(args) -> int:
-    from .modelfile import bundled_models, load_model_file
+    from .modelfile import bundled_models, describe
 
     gallery = bundled_models()
     if not gallery:
@@ -85,14 +85,29 @@ def _models(args) -> int:
     width = max(map(len, gallery))
     for name, path in gallery.items():
         try:
-            line = load_model_file(path).description
+            line = describe(path)  # the docstring is read, the file is not executed
         except ValueError as err:
-            line = f"(cannot load: {err})"
+            line = f"(cannot read: {err})"
         print(f"{name:<{width}}  {line}")
     return 0
 
 
 def main(argv=None) -> int:
+    """Entry point of the ``markovppl`` command: ``demo``, ``fit MODEL_FILE`` and ``models``.
+
+    Args:
+        argv: the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status (0 on success).
+
+    Examples:
+        >>> main(["models"])
+        ar_lgssm      Latent AR(1) plus noise ...
+        ...
+        poisson_hmm   Poisson HMM with 3 ordered states for the annual counts of major earthquakes (1900-2006).
+        0
+    """
     parser = argparse.ArgumentParser(prog="markovppl", description="Latent-Markov models for NumPyro.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="fit a 3-state Poisson HMM to the bundled earthquake counts")

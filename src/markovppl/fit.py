@@ -16,7 +16,19 @@ __all__ = ["FitResult", "fit_model"]
 
 
 class FitResult(NamedTuple):
-    """Attributes: ``mcmc``; ``idata`` (ArviZ); ``summary`` (DataFrame); ``divergences``; ``files`` written."""
+    """What [`fit_model`][markovppl.fit.fit_model] returns.
+
+    Attributes:
+        mcmc: the ``numpyro.infer.MCMC`` object after ``run``.
+        idata: ArviZ output of [`to_inference_data`][markovppl.diagnostics.inference_data.to_inference_data].
+        summary: posterior summary (a ``pandas.DataFrame``).
+        divergences: number of divergent transitions.
+        files: paths of the files written.
+
+    Examples:
+        >>> FitResult._fields          # see fit_model for a run
+        ('mcmc', 'idata', 'summary', 'divergences', 'files')
+    """
 
     mcmc: MCMC
     idata: object
@@ -41,6 +53,19 @@ def fit_model(model, data: dict, out_dir: str, *, name: str = "model", var_names
         nuts_options: keyword arguments for ``numpyro.infer.NUTS``.
         num_warmup, num_samples, num_chains, seed, progress_bar: NUTS settings; chains run in parallel
             when enough devices exist (``numpyro.set_host_device_count``), else one after another.
+
+    Returns:
+        [`FitResult`][markovppl.fit.FitResult].
+
+    Examples:
+        >>> import os, tempfile, numpy as np, numpyro, numpyro.distributions as dist
+        >>> def model(y=None):
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0).expand([3]), obs=y)
+        >>> res = fit_model(model, {"y": np.array([0.1, -0.3, 0.4]), "time": np.arange(3)}, tempfile.mkdtemp(),
+        ...                 num_warmup=20, num_samples=10, num_chains=1, progress_bar=False)
+        >>> [os.path.basename(f) for f in res.files], res.summary.index.tolist()
+        (['model_idata.nc', 'summary.csv', 'trace.png'], ['mu'])
     """
     y = jnp.asarray(data["y"])
     chain_method = "parallel" if jax.local_device_count() >= num_chains else "sequential"

@@ -32,21 +32,56 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 __all__ = ["ModelSpec", "ModelFileError", "DataError", "load_model_file", "read_csv_columns", "bundled_models",
-           "find_model_file"]
+           "find_model_file", "describe"]
 
 REQUIRED = ("model", "load_data")
 
 
 class ModelFileError(ValueError):
-    """A model file that cannot be loaded or lacks a required name."""
+    """A model file that cannot be loaded or lacks a required name.
+
+    Examples:
+        >>> try:
+        ...     find_model_file("no_such_model")
+        ... except ModelFileError as err:
+        ...     print(err)
+        no model file 'no_such_model' (bundled models: ...)
+    """
 
 
 class DataError(ValueError):
-    """A data file that cannot be read as the model needs it."""
+    r"""A data file that cannot be read as the model needs it.
+
+    Examples:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "flow.csv")
+        >>> _ = open(path, "w").write("year,flow\n1871,1120\n")
+        >>> try:
+        ...     read_csv_columns(path, ["rain"])
+        ... except DataError as err:
+        ...     print(err)
+        column(s) 'rain' not in ... (columns: year, flow)
+    """
 
 
 class ModelSpec(NamedTuple):
-    """What a model file provides (see the module docstring for the protocol)."""
+    """What a model file provides (see the module docstring for the protocol).
+
+    Examples:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "coin.py")
+        >>> _ = open(path, "w").write('''"Beta-Bernoulli coin."
+        ... import numpy as np, numpyro, numpyro.distributions as dist
+        ... def model(y=None):
+        ...     p = numpyro.sample("p", dist.Beta(1.0, 1.0))
+        ...     numpyro.sample("y", dist.Bernoulli(p).expand([3]), obs=y)
+        ... def load_data():
+        ...     return {"y": np.array([1, 0, 1]), "time": np.arange(3), "columns": ["heads"]}
+        ... ''')
+        >>> spec = load_model_file(path)
+        >>> spec.description, spec.var_names, spec.plots, spec.nuts_options
+        ('Beta-Bernoulli coin.', None, None, {})
+    """
 
     path: Path
     description: str
@@ -70,6 +105,21 @@ def load_model_file(path: str | os.PathLike) -> ModelSpec:
 
     Raises:
         ModelFileError: the file does not exist, fails to import, or lacks ``model``/``load_data``.
+
+    Examples:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "coin.py")
+        >>> _ = open(path, "w").write('''"Beta-Bernoulli coin."
+        ... import numpy as np, numpyro, numpyro.distributions as dist
+        ... def model(y=None):
+        ...     p = numpyro.sample("p", dist.Beta(1.0, 1.0))
+        ...     numpyro.sample("y", dist.Bernoulli(p).expand([3]), obs=y)
+        ... def load_data():
+        ...     return {"y": np.array([1, 0, 1]), "time": np.arange(3), "columns": ["heads"]}
+        ... ''')
+        >>> spec = load_model_file(path)
+        >>> spec.load_data()["y"].tolist(), callable(spec.model)
+        ([1, 0, 1], True)
     """
     path = Path(path)
     if not path.is_file():
@@ -160,8 +210,33 @@ def _model_dirs() -> list[Path]:
     return [d for d in dict.fromkeys(dirs) if d.is_dir()]
 
 
+def describe(path: str | os.PathLike) -> str:
+    """First line of a model file's docstring, read without executing the file.
+
+    Examples:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.py")
+        >>> _ = open(path, "w").write('"Local level model."\\nraise SystemExit\\n')
+        >>> describe(path)                     # the file would exit if it were run
+        'Local level model.'
+    """
+    import ast
+
+    try:
+        doc = ast.get_docstring(ast.parse(Path(path).read_text(encoding="utf-8"))) or ""
+    except (OSError, SyntaxError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"cannot read {path}: {err}") from err
+    return doc.strip().splitlines()[0].strip() if doc.strip() else ""
+
+
 def bundled_models() -> dict[str, Path]:
-    """The gallery: ``{name: path}`` of ``models/*.py`` (``$MARKOVPPL_MODELS``, the source checkout, ``./models``)."""
+    """The gallery: ``{name: path}`` of ``models/*.py`` (``$MARKOVPPL_MODELS``, the source checkout, ``./models``).
+
+    Examples:
+        >>> gallery = bundled_models()
+        >>> "poisson_hmm" in gallery, gallery["poisson_hmm"].suffix
+        (True, '.py')
+    """
     found = {}
     for d in _model_dirs():
         for p in sorted(d.glob("*.py")):
@@ -171,7 +246,14 @@ def bundled_models() -> dict[str, Path]:
 
 
 def find_model_file(name_or_path: str) -> Path:
-    """A path as given, or the bundled model of that name (``poisson_hmm`` or ``poisson_hmm.py``)."""
+    """A path as given, or the bundled model of that name (``poisson_hmm`` or ``poisson_hmm.py``).
+
+    Examples:
+        >>> find_model_file("poisson_hmm") == find_model_file("poisson_hmm.py") == bundled_models()["poisson_hmm"]
+        True
+        >>> describe(find_model_file("poisson_hmm"))
+        'Poisson HMM with 3 ordered states for the annual counts of major earthquakes (1900-2006).'
+    """
     p = Path(name_or_path)
     if p.is_file():
         return p

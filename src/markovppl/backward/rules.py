@@ -22,7 +22,7 @@ from ..kernels.initial import CategoricalLaw, GaussianLaw
 from ..messages import categorical as cm
 from ..messages import gaussian as gm
 
-__all__ = ["leaf", "pullback", "fuse", "marginalize", "log_scale", "add_log_scale"]
+__all__ = ["leaf", "pullback", "fuse", "marginalize"]
 
 
 @singledispatch

@@ -28,6 +28,17 @@ class BackwardResult(NamedTuple):
     Attributes:
         messages: $h_t(x) = p(y_{t:T-1} \mid x_t)$ for every step, stacked along a leading time axis.
         log_evidence: $\log p(y_{0:T-1})$, shape ``batch``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from markovppl.kernels import Categorical
+        >>> from markovppl.kernels.initial import CategoricalLaw
+        >>> from markovppl.messages import categorical_message
+        >>> leaves = categorical_message(jnp.log(jnp.array([[0.9, 0.2], [0.5, 0.5], [0.1, 0.7]])))
+        >>> res = backward_filter(CategoricalLaw(jnp.log(jnp.array([0.5, 0.5]))),
+        ...                       Categorical(jnp.array([[0.8, 0.2], [0.3, 0.7]])), leaves)
+        >>> res.messages.log_h.shape, res.log_evidence.shape     # h_t for T = 3 steps, K = 2 states
+        ((3, 2), ())
     """
 
     messages: Any

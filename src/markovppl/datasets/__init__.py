@@ -31,6 +31,11 @@ class TimeSeriesData(NamedTuple):
         source: Where the numbers were taken from.
         license: Licence / copyright status of the numbers.
         citation: Reference to cite when using the data.
+
+    Examples:
+        >>> data = load_earthquakes()
+        >>> data.name, data.time.shape, int(data.time[0]), int(data.values.sum())
+        ('earthquakes', (107,), 1900, 2072)
     """
 
     time: np.ndarray

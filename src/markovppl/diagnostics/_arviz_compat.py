@@ -60,6 +60,13 @@ class LooResult(NamedTuple):
         se: Standard error of ``elpd``.
         p_loo: Effective number of parameters.
         pareto_k: Pareto shape diagnostic per observation, as a NumPy array.
+
+    Examples:
+        Returned by [`loo`][markovppl.diagnostics._arviz_compat.loo] (see there for a fit):
+
+        >>> res = LooResult(elpd=-3.0, se=0.1, p_loo=0.4, pareto_k=np.zeros(3))
+        >>> res.elpd, res.pareto_k.shape
+        (-3.0, (3,))
     """
 
     elpd: float
@@ -88,12 +95,37 @@ def from_numpyro(
 
     Returns:
         ``arviz.InferenceData`` (0.x) or ``xarray.DataTree`` (1.x).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> from numpyro.infer import MCMC, NUTS
+        >>> def model(y):
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
+        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
+        >>> idata = from_numpyro(mcmc)
+        >>> get_group(idata, "posterior")["mu"].shape                    # (chain, draw)
+        (1, 10)
     """
     return az.from_numpyro(mcmc, log_likelihood=bool(log_likelihood), coords=coords, dims=dims)
 
 
 def group_names(idata: Any) -> list[str]:
-    """Return the names of the top-level groups (``posterior``, ``sample_stats``, ...)."""
+    """Return the names of the top-level groups (``posterior``, ``sample_stats``, ...).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> from numpyro.infer import MCMC, NUTS
+        >>> def model(y):
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
+        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
+        >>> names = group_names(from_numpyro(mcmc))
+        >>> "posterior" in names, "log_likelihood" in names
+        (True, False)
+    """
     if ARVIZ_GENERATION == 0:
         return list(idata.groups())
     return list(idata.children)
@@ -104,6 +136,18 @@ def get_group(idata: Any, name: str) -> xr.Dataset:
 
     Raises:
         KeyError: If the group does not exist.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> from numpyro.infer import MCMC, NUTS
+        >>> def model(y):
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
+        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
+        >>> stats = get_group(from_numpyro(mcmc), "sample_stats")
+        >>> stats["diverging"].shape                                      # an xarray.Dataset variable
+        (1, 10)
     """
     if name not in group_names(idata):
         raise KeyError(f"group {name!r} not found; available: {group_names(idata)}")
@@ -133,6 +177,19 @@ def add_group(
 
     Returns:
         The updated object (the same one that was passed in).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> from numpyro.infer import MCMC, NUTS
+        >>> def model(y):
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
+        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
+        >>> idata = add_group(from_numpyro(mcmc), "extra", {"z": (("chain", "draw", "time"), np.zeros((1, 10, 3)))},
+        ...                   coords={"time": [2000, 2001, 2002]})
+        >>> get_group(idata, "extra")["z"].shape, get_group(idata, "extra")["time"].values.tolist()
+        ((1, 10, 3), [2000, 2001, 2002])
     """
     variables = {k: (tuple(d), np.asarray(v)) for k, (d, v) in data_vars.items()}
     used = {dim for d, _ in variables.values() for dim in d}
@@ -162,6 +219,18 @@ def summary(idata: Any, var_names: list[str] | None = None) -> pd.DataFrame:
         DataFrame indexed by variable (and element) with at least the columns
         ``mean``, ``sd``, ``ess_bulk``, ``ess_tail``, ``r_hat`` (listed first); the
         interval columns keep each generation's own names (0.x HDI 94%, 1.x ETI 89%).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> from numpyro.infer import MCMC, NUTS
+        >>> def model(y):
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
+        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
+        >>> table = summary(from_numpyro(mcmc))
+        >>> table.index.tolist(), table.columns[:5].tolist()
+        (['mu'], ['mean', 'sd', 'ess_bulk', 'ess_tail', 'r_hat'])
     """
     df = pd.DataFrame(az.summary(idata, var_names=var_names, round_to="none"))
     df = df.rename(columns=_SUMMARY_RENAME)
@@ -170,7 +239,22 @@ def summary(idata: Any, var_names: list[str] | None = None) -> pd.DataFrame:
 
 
 def plot_trace(idata: Any, var_names: list[str] | None, path: str | os.PathLike) -> None:
-    """Write a matplotlib trace plot (density + trace per variable) to ``path`` (PNG)."""
+    """Write a matplotlib trace plot (density + trace per variable) to ``path`` (PNG).
+
+    Examples:
+        >>> import os, tempfile
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> from numpyro.infer import MCMC, NUTS
+        >>> def model(y):
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
+        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
+        >>> path = os.path.join(tempfile.mkdtemp(), "trace.png")
+        >>> plot_trace(from_numpyro(mcmc), ["mu"], path)
+        >>> os.path.getsize(path) > 0
+        True
+    """
     import matplotlib.pyplot as plt
 
     if ARVIZ_GENERATION == 0:
@@ -194,6 +278,19 @@ def to_netcdf(idata: Any, path: str | os.PathLike) -> str:
 
     Returns:
         The path written, as a string.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> from numpyro.infer import MCMC, NUTS
+        >>> def model(y):
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
+        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
+        >>> path = to_netcdf(from_numpyro(mcmc), os.path.join(tempfile.mkdtemp(), "fit.nc"))
+        >>> os.path.basename(path), os.path.getsize(path) > 0
+        ('fit.nc', True)
     """
     path = os.fspath(path)
     idata.to_netcdf(path, engine=_NETCDF_ENGINE)
@@ -201,7 +298,22 @@ def to_netcdf(idata: Any, path: str | os.PathLike) -> str:
 
 
 def from_netcdf(path: str | os.PathLike) -> Any:
-    """Load a file written by [`to_netcdf`][markovppl.diagnostics._arviz_compat.to_netcdf] fully into memory (file closed on return)."""
+    """Load a file written by [`to_netcdf`][markovppl.diagnostics._arviz_compat.to_netcdf] fully into memory (file closed on return).
+
+    Examples:
+        >>> import os, tempfile
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> from numpyro.infer import MCMC, NUTS
+        >>> def model(y):
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
+        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
+        >>> idata = from_numpyro(mcmc)
+        >>> back = from_netcdf(to_netcdf(idata, os.path.join(tempfile.mkdtemp(), "fit.nc")))
+        >>> bool((get_group(back, "posterior")["mu"] == get_group(idata, "posterior")["mu"]).all())
+        True
+    """
     path = os.fspath(path)
     if ARVIZ_GENERATION == 0:
         with az.rc_context({"data.load": "eager"}):
@@ -215,6 +327,21 @@ def loo(idata: Any, var_name: str | None = None) -> LooResult:
 
     All non-``chain``/``draw`` dims of the chosen variable (e.g. ``time``) are treated
     as observations. ``var_name`` is required when the group holds several variables.
+
+    Examples:
+        >>> import warnings
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> from numpyro.infer import MCMC, NUTS
+        >>> def model(y):
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
+        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")                    # 10 draws are too few for PSIS
+        ...     res = loo(from_numpyro(mcmc, log_likelihood=True))
+        >>> type(res).__name__, res.pareto_k.shape                  # one k per observation
+        ('LooResult', (3,))
     """
     res = az.loo(idata, var_name=var_name)
     if ARVIZ_GENERATION == 0:
@@ -227,7 +354,20 @@ def loo(idata: Any, var_name: str | None = None) -> LooResult:
 
 
 def divergences(idata: Any) -> int:
-    """Total number of divergent transitions in ``sample_stats.diverging`` (0 if absent)."""
+    """Total number of divergent transitions in ``sample_stats.diverging`` (0 if absent).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> from numpyro.infer import MCMC, NUTS
+        >>> def model(y):
+        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
+        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
+        >>> n = divergences(from_numpyro(mcmc))
+        >>> isinstance(n, int), 0 <= n <= 10
+        (True, True)
+    """
     if "sample_stats" not in group_names(idata):
         return 0
     stats = get_group(idata, "sample_stats")

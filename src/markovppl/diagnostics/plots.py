@@ -22,6 +22,14 @@ def plot_state_probabilities(time, obs, state_probs, path: str | os.PathLike, *,
         state_probs: ``(T, K)`` posterior state probabilities (e.g. averaged smoothed probabilities).
         path: output file.
         state_means: optional ``(T,)`` posterior mean of the emission mean, drawn over the data.
+
+    Examples:
+        >>> import os, tempfile
+        >>> probs = np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8], [0.1, 0.9]])
+        >>> path = plot_state_probabilities(np.arange(2000, 2004), np.array([1, 2, 9, 8]), probs,
+        ...                                 os.path.join(tempfile.mkdtemp(), "states.png"), state_means=probs @ [1.0, 9.0])
+        >>> os.path.basename(path), os.path.getsize(path) > 0
+        ('states.png', True)
     """
     import matplotlib
 
@@ -69,6 +77,14 @@ def plot_smoothing_band(time, obs, latent_draws, path: str | os.PathLike, *, mea
         prob: mass of the central band (default 0.9: the 5%-95% quantiles).
         ylabel, xlabel, title, label, obs_label: axis labels, title, and the names of the latent
             state and of the observations in the legend.
+
+    Examples:
+        >>> import os, tempfile
+        >>> draws = np.cumsum(np.random.default_rng(0).normal(size=(200, 30)), axis=1)   # (S, T)
+        >>> path = plot_smoothing_band(np.arange(30), draws[0] + 0.5, draws,
+        ...                            os.path.join(tempfile.mkdtemp(), "band.png"), prob=0.8)
+        >>> os.path.basename(path), os.path.getsize(path) > 0
+        ('band.png', True)
     """
     import matplotlib
 

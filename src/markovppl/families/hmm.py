@@ -31,6 +31,17 @@ class HMMFilter(NamedTuple):
         filtered_probs: $p(x_t \mid y_{0:t})$, ``(*batch, T, K)``.
         predicted_probs: $p(x_t \mid y_{0:t-1})$, ``(*batch, T, K)``.
         log_predictive: $\log p(y_t \mid y_{0:t-1})$, ``(*batch, T)``; 0 at missing steps.
+
+    Examples:
+        >>> import jax.numpy as jnp, numpyro.distributions as dist
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...           dist.Poisson(jnp.array([1.0, 10.0])))
+        >>> y = jnp.array([0, 1, 12, 9])
+        >>> f = hmm.filter(y)
+        >>> f.filtered_probs.shape, f.log_predictive.shape
+        ((4, 2), (4,))
+        >>> bool(jnp.allclose(f.log_predictive.sum(), f.log_evidence))   # one-step terms sum to the evidence
+        True
     """
 
     log_evidence: jax.Array
@@ -46,6 +57,17 @@ class HMMPosterior(NamedTuple):
         log_evidence: $\log p(y_{0:T-1})$.
         smoothed_probs: $p(x_t \mid y_{0:T-1})$, ``(*batch, T, K)``.
         pairwise_probs: $p(x_t, x_{t+1} \mid y_{0:T-1})$, ``(*batch, T-1, K, K)``.
+
+    Examples:
+        >>> import jax.numpy as jnp, numpyro.distributions as dist
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...           dist.Poisson(jnp.array([1.0, 10.0])))
+        >>> y = jnp.array([0, 1, 12, 9])
+        >>> post = hmm.smooth(y)
+        >>> post.smoothed_probs.shape, post.pairwise_probs.shape
+        ((4, 2), (3, 2, 2))
+        >>> post.smoothed_probs.argmax(-1).tolist()                  # most probable state at each step
+        [0, 0, 1, 1]
     """
 
     log_evidence: jax.Array
@@ -60,6 +82,17 @@ class HMMForecast(NamedTuple):
         state_probs: $p(x_{T-1+h} \mid y_{0:T-1})$ for $h = 1..H$, ``(*batch, H, K)``.
         predictive: the mixture $\sum_k p(x=k)\, p(y \mid x=k)$ per horizon, a NumPyro distribution
             with batch shape ``(*batch, H)``.
+
+    Examples:
+        >>> import jax.numpy as jnp, numpyro.distributions as dist
+        >>> hmm = HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...           dist.Poisson(jnp.array([1.0, 10.0])))
+        >>> y = jnp.array([0, 1, 12, 9])
+        >>> fc = hmm.forecast(y, 3)
+        >>> fc.state_probs.shape, fc.predictive.batch_shape
+        ((3, 2), (3,))
+        >>> fc.state_probs.sum(-1).round(6).tolist()
+        [1.0, 1.0, 1.0]
     """
 
     state_probs: jax.Array

@@ -31,6 +31,17 @@ class LGSSMFilter(NamedTuple):
         filtered_means, filtered_covs: moments of $p(x_t \mid y_{0:t})$, ``(*batch, T, d[, d])``.
         predicted_means, predicted_covs: moments of $p(x_t \mid y_{0:t-1})$.
         log_predictive: $\log p(y_t \mid y_{0:t-1})$ over the observed coordinates, ``(*batch, T)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+        ...                         jnp.eye(1), jnp.eye(1))                      # local level model
+        >>> y = jnp.array([[0.3], [0.1], [0.8], [1.2]])
+        >>> f = ssm.filter(y)
+        >>> f.filtered_means.shape, f.filtered_covs.shape, f.log_predictive.shape
+        ((4, 1), (4, 1, 1), (4,))
+        >>> bool(jnp.allclose(f.log_predictive.sum(), f.log_evidence))   # one-step terms sum to the evidence
+        True
     """
 
     log_evidence: jax.Array
@@ -42,7 +53,25 @@ class LGSSMFilter(NamedTuple):
 
 
 class LGSSMPosterior(NamedTuple):
-    r"""Smoother output: moments of $p(x_t \mid y)$ and $\mathrm{Cov}(x_t, x_{t+1} \mid y)$."""
+    r"""Smoother output: moments of $p(x_t \mid y)$ and $\mathrm{Cov}(x_t, x_{t+1} \mid y)$.
+
+    Attributes:
+        log_evidence: $\log p(y_{0:T-1})$.
+        smoothed_means, smoothed_covs: $E[x_t \mid y]$ ``(*batch, T, d)`` and $\mathrm{Cov}(x_t \mid y)$
+            ``(*batch, T, d, d)``.
+        smoothed_cross_covs: $\mathrm{Cov}(x_t, x_{t+1} \mid y)$, ``(*batch, T-1, d, d)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+        ...                         jnp.eye(1), jnp.eye(1))                      # local level model
+        >>> y = jnp.array([[0.3], [0.1], [0.8], [1.2]])
+        >>> post = ssm.smooth(y)
+        >>> post.smoothed_means.shape, post.smoothed_covs.shape, post.smoothed_cross_covs.shape
+        ((4, 1), (4, 1, 1), (3, 1, 1))
+        >>> bool((post.smoothed_covs <= ssm.filter(y).filtered_covs).all())   # smoothing never adds variance
+        True
+    """
 
     log_evidence: jax.Array
     smoothed_means: jax.Array
@@ -51,7 +80,25 @@ class LGSSMPosterior(NamedTuple):
 
 
 class LGSSMForecast(NamedTuple):
-    r"""$h$-step-ahead moments of states and observations, and the predictive laws."""
+    r"""$h$-step-ahead moments of states and observations, and the predictive laws.
+
+    Attributes:
+        state_means, state_covs: moments of $p(x_{T-1+h} \mid y_{0:T-1})$ for $h = 1..H$,
+            ``(*batch, H, d[, d])``.
+        obs_means, obs_covs: moments of $p(y_{T-1+h} \mid y_{0:T-1})$, ``(*batch, H, m[, m])``.
+        predictive: ``MultivariateNormal`` with batch shape ``(*batch, H)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> ssm = LinearGaussianSSM(jnp.zeros(1), jnp.eye(1), jnp.eye(1), 0.1 * jnp.eye(1),
+        ...                         jnp.eye(1), jnp.eye(1))                      # local level model
+        >>> y = jnp.array([[0.3], [0.1], [0.8], [1.2]])
+        >>> fc = ssm.forecast(y, 3)
+        >>> fc.obs_means.shape, fc.obs_covs.shape, fc.predictive.batch_shape
+        ((3, 1), (3, 1, 1), (3,))
+        >>> fc.obs_covs[:, 0, 0].argsort().tolist()                     # uncertainty grows with the horizon
+        [0, 1, 2]
+    """
 
     state_means: jax.Array
     state_covs: jax.Array

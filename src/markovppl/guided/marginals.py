@@ -21,15 +21,53 @@ __all__ = ["CategoricalMarginals", "GaussianMarginals", "categorical_marginals",
 
 
 class CategoricalMarginals(NamedTuple):
-    r"""Attributes: ``probs`` $p(x_t \mid y)$ ``(T, ..., K)``; ``pairwise`` $p(x_t, x_{t+1} \mid y)$ ``(T-1, ..., K, K)``."""
+    r"""Smoothing marginals of a finite-state chain, time on the leading axis.
+
+    Attributes:
+        probs: $p(x_t \mid y)$, ``(T, ..., K)``.
+        pairwise: $p(x_t, x_{t+1} \mid y)$, ``(T-1, ..., K, K)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from markovppl.backward import backward_filter
+        >>> from markovppl.kernels import Categorical
+        >>> from markovppl.kernels.initial import CategoricalLaw
+        >>> from markovppl.messages import categorical_message
+        >>> law, kernel = CategoricalLaw(jnp.log(jnp.array([0.5, 0.5]))), Categorical(jnp.array([[0.9, 0.1], [0.1, 0.9]]))
+        >>> leaves = categorical_message(jnp.log(jnp.array([[0.9, 0.1], [0.5, 0.5], [0.1, 0.9]])))
+        >>> m = categorical_marginals(law, kernel, backward_filter(law, kernel, leaves).messages)
+        >>> m.probs.shape, m.pairwise.shape
+        ((3, 2), (2, 2, 2))
+        >>> bool(jnp.allclose(m.pairwise.sum(-1), m.probs[:-1]))        # pairwise marginals are consistent
+        True
+    """
 
     probs: jax.Array
     pairwise: jax.Array
 
 
 class GaussianMarginals(NamedTuple):
-    r"""Attributes: ``means`` ``(T, ..., d)``; ``covs`` ``(T, ..., d, d)``; ``cross_covs``
-    $\mathrm{Cov}(x_t, x_{t+1} \mid y)$ ``(T-1, ..., d, d)``."""
+    r"""Smoothing moments of a linear-Gaussian chain, time on the leading axis.
+
+    Attributes:
+        means: $E[x_t \mid y]$, ``(T, ..., d)``.
+        covs: $\mathrm{Cov}(x_t \mid y)$, ``(T, ..., d, d)``.
+        cross_covs: $\mathrm{Cov}(x_t, x_{t+1} \mid y)$, ``(T-1, ..., d, d)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from markovppl.backward import backward_filter, leaf
+        >>> from markovppl.kernels import LinearGaussian
+        >>> from markovppl.kernels.initial import GaussianLaw
+        >>> law = GaussianLaw(jnp.zeros(1), jnp.eye(1))
+        >>> walk = LinearGaussian(jnp.eye(1), jnp.zeros(1), 0.5 * jnp.eye(1))      # x_{t+1} = x_t + N(0, 0.5)
+        >>> obs = LinearGaussian(jnp.eye(1), jnp.zeros(1), jnp.eye(1))             # y_t = x_t + N(0, 1)
+        >>> y = jnp.array([[0.2], [0.9], [1.1]])
+        >>> back = backward_filter(law, walk, leaf(obs, y, jnp.zeros((3, 1), bool)))
+        >>> m = gaussian_marginals(law, walk, back.messages)
+        >>> m.means.shape, m.covs.shape, m.cross_covs.shape
+        ((3, 1), (3, 1, 1), (2, 1, 1))
+    """
 
     means: jax.Array
     covs: jax.Array
@@ -37,7 +75,23 @@ class GaussianMarginals(NamedTuple):
 
 
 def categorical_marginals(initial, transition, messages) -> CategoricalMarginals:
-    """Smoothing marginals of a finite-state chain from its backward messages."""
+    r"""Smoothing marginals of a finite-state chain from its backward messages.
+
+    $m_0 \propto \pi_0 h_0$ and $p(x_t, x_{t+1} \mid y) = m_t(x_t)\, P^\circ_t[x_t, x_{t+1}]$ with the guided
+    transition $P^\circ_t[x, x'] \propto P_t[x, x'] h_{t+1}(x')$; $m_{t+1}$ is its column sum.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from markovppl.backward import backward_filter
+        >>> from markovppl.kernels import Categorical
+        >>> from markovppl.kernels.initial import CategoricalLaw
+        >>> from markovppl.messages import categorical_message
+        >>> law, kernel = CategoricalLaw(jnp.log(jnp.array([0.5, 0.5]))), Categorical(jnp.array([[0.9, 0.1], [0.1, 0.9]]))
+        >>> leaves = categorical_message(jnp.log(jnp.array([[0.9, 0.1], [0.5, 0.5], [0.1, 0.9]])))
+        >>> m = categorical_marginals(law, kernel, backward_filter(law, kernel, leaves).messages)
+        >>> m.probs.round(3).tolist()
+        [[0.744, 0.256], [0.5, 0.5], [0.256, 0.744]]
+    """
     xs, kernel_at = split_time(transition)
     log_m0 = initial.log_probs + messages.log_h[0]
     m0 = jnp.exp(log_m0 - logsumexp(log_m0, -1, keepdims=True))
@@ -54,7 +108,22 @@ def categorical_marginals(initial, transition, messages) -> CategoricalMarginals
 
 
 def gaussian_marginals(initial, transition, messages) -> GaussianMarginals:
-    r"""Smoothing moments of a linear-Gaussian chain: $x_t = G_t x_{t-1} + g_t + N(0, K_t)$ under the posterior."""
+    r"""Smoothing moments of a linear-Gaussian chain: $x_t = G_t x_{t-1} + g_t + N(0, K_t)$ under the posterior.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from markovppl.backward import backward_filter, leaf
+        >>> from markovppl.kernels import LinearGaussian
+        >>> from markovppl.kernels.initial import GaussianLaw
+        >>> law = GaussianLaw(jnp.zeros(1), jnp.eye(1))
+        >>> walk = LinearGaussian(jnp.eye(1), jnp.zeros(1), 0.5 * jnp.eye(1))      # x_{t+1} = x_t + N(0, 0.5)
+        >>> obs = LinearGaussian(jnp.eye(1), jnp.zeros(1), jnp.eye(1))             # y_t = x_t + N(0, 1)
+        >>> y = jnp.array([[0.2], [0.9], [1.1]])
+        >>> back = backward_filter(law, walk, leaf(obs, y, jnp.zeros((3, 1), bool)))
+        >>> m = gaussian_marginals(law, walk, back.messages)
+        >>> m.means[:, 0].round(3).tolist()          # the Kalman smoother's means, without a forward filter
+        [0.375, 0.65, 0.8]
+    """
     xs, kernel_at = split_time(transition)
     first = jax.tree.map(lambda m: m[0], messages)
     c0 = gm.condition(first, initial.mean, initial.cov_sqrt)

@@ -22,12 +22,24 @@ from ..kernels.initial import CategoricalLaw, GaussianLaw
 from ..messages import categorical as cm
 from ..messages import gaussian as gm
 
-__all__ = ["guide", "guide_initial", "noise_shape"]
+__all__ = ["guide", "guide_initial"]
 
 
 @singledispatch
 def guide(kernel, message, x, noise):
-    r"""Draw $y \sim \kappa^\circ(x, \cdot)$ from ``noise``; returns ``(y, log_weight)``."""
+    r"""Draw $y \sim \kappa^\circ(x, \cdot) \propto \kappa(x, \cdot)\, h$ from ``noise``; returns ``(y, log_weight)``.
+
+    For finite states this is the Gumbel-max trick, $y = \arg\max_k (\log P[x, k] + \log h(k) + z_k)$.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from markovppl.kernels import Categorical
+        >>> from markovppl.messages import categorical_message
+        >>> h = categorical_message(jnp.log(jnp.array([0.01, 1.0])))     # the future favours state 1
+        >>> y, lw = guide(Categorical(jnp.array([[0.9, 0.1], [0.1, 0.9]])), h, jnp.array(0), jnp.zeros(2))
+        >>> int(y), float(lw)                                             # 0.9 * 0.01 < 0.1 * 1
+        (1, 0.0)
+    """
     raise TypeError(f"no guiding rule for kernel type {type(kernel).__name__}")
 
 
@@ -50,7 +62,17 @@ def _(kernel: LinearGaussian, message: gm.GaussianMessage, x, noise):
 
 @singledispatch
 def guide_initial(law, message, noise):
-    r"""Draw the root from $\pi(dx)\, h(x) / \int h\, d\pi$; returns ``(x, log_weight)``."""
+    r"""Draw the root from $\pi(dx)\, h(x) / \int h\, d\pi$; returns ``(x, log_weight)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from markovppl.kernels.initial import GaussianLaw
+        >>> from markovppl.messages import gaussian_message
+        >>> h = gaussian_message(0.0, jnp.array([1.0]), jnp.array([[1.0]]))   # N(y = 1; x, 1) up to a constant
+        >>> x, lw = guide_initial(GaussianLaw(jnp.zeros(1), jnp.eye(1)), h, jnp.zeros(1))
+        >>> x.tolist(), float(lw)                                          # zero noise gives the posterior mean
+        ([0.5], 0.0)
+    """
     raise TypeError(f"no guiding rule for law type {type(law).__name__}")
 
 

@@ -2,4 +2,4 @@ r"""NumPyro glue: recovery of latent paths and pointwise predictive terms after 
 
 from .latent import SiteDraws, markov_sites, posterior_latents
 
-__all__ = ["SiteDraws", "markov_sites", "posterior_latents"]
+__all__ = ["SiteDraws", "posterior_latents"]

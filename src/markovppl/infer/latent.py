@@ -16,7 +16,7 @@ from numpyro import handlers
 
 from ..families._sequence import MarkovSequence
 
-__all__ = ["SiteDraws", "markov_sites", "posterior_latents"]
+__all__ = ["SiteDraws", "posterior_latents"]
 
 
 class SiteDraws(NamedTuple):
@@ -28,6 +28,18 @@ class SiteDraws(NamedTuple):
         replicate: a posterior-predictive replicate of the observed sequence.
         missing: missing steps of the observed sequence, ``(*batch, T)``.
         event_ndim_latent: number of trailing latent axes after time (0 for finite states, 1 for vectors).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> import markovppl as mp
+        >>> def model(y):
+        ...     rate = numpyro.sample("rate", dist.Gamma(2.0, 0.5).expand([2]).to_event(1))
+        ...     numpyro.sample("y", mp.HMM(jnp.ones(2) / 2, jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...                                dist.Poisson(rate)), obs=y)
+        >>> draws = {"rate": jnp.array([[1.0, 8.0], [2.0, 9.0]])}          # 2 posterior draws
+        >>> site = posterior_latents(jax.random.PRNGKey(0), model, draws, kwargs={"y": jnp.array([1, 9, 8])})["y"]
+        >>> site.latent.tolist(), site.replicate.shape, site.event_ndim_latent
+        ([[0, 1, 1], [0, 1, 1]], (2, 3), 0)
     """
 
     latent: jax.Array
@@ -68,6 +80,18 @@ def posterior_latents(rng_key, model: Callable, samples: dict, args=(), kwargs=N
 
     Returns:
         ``{site_name: SiteDraws}`` for every observed site whose law is a markovppl sequence family.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> import markovppl as mp
+        >>> def model(y):
+        ...     rate = numpyro.sample("rate", dist.Gamma(2.0, 0.5).expand([2]).to_event(1))
+        ...     numpyro.sample("y", mp.HMM(jnp.ones(2) / 2, jnp.array([[0.9, 0.1], [0.1, 0.9]]),
+        ...                                dist.Poisson(rate)), obs=y)
+        >>> samples = {"rate": jnp.array([[1.0, 8.0], [2.0, 9.0], [1.5, 7.0]])}   # e.g. mcmc.get_samples()
+        >>> out = posterior_latents(jax.random.PRNGKey(0), model, samples, kwargs={"y": jnp.array([1, 2, 9, 8, 1])})
+        >>> list(out), out["y"].latent.shape, out["y"].log_predictive.shape   # (draws, T)
+        (['y'], (3, 5), (3, 5))
     """
     num_draws = jax.tree.leaves(samples)[0].shape[0]
     first = jax.tree.map(lambda x: x[0], samples)

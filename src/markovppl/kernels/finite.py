@@ -10,7 +10,7 @@ import numpyro.distributions as dist
 
 from .. import _validation as v
 
-__all__ = ["Categorical", "Emission", "select_row"]
+__all__ = ["Categorical", "Emission"]
 
 
 def select_row(matrix, x):

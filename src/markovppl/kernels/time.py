@@ -11,7 +11,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-__all__ = ["TimeVarying", "time_varying", "is_time_varying", "map_value", "split_time", "num_time_steps"]
+__all__ = ["TimeVarying", "time_varying"]
 
 
 @jax.tree_util.register_pytree_node_class
@@ -19,6 +19,12 @@ class TimeVarying:
     r"""A parameter whose leading axis is time: ``value[t]`` is used at step $t$.
 
     Build it with [`time_varying`][markovppl.kernels.time.time_varying].
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> P = time_varying(jnp.stack([jnp.eye(2), jnp.full((2, 2), 0.5)]))   # P_0, P_1 for T = 3
+        >>> isinstance(P, TimeVarying), P
+        (True, time_varying(shape=(2, 2, 2)))
     """
 
     def __init__(self, value):

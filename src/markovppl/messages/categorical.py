@@ -23,6 +23,12 @@ class CategoricalMessage(NamedTuple):
     Attributes:
         log_h: ``(..., K)`` shape of the message, maximum 0 after [`normalize`][markovppl.messages.categorical.normalize].
         log_norm: ``(...)`` log-scale of the message.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> m = CategoricalMessage(jnp.log(jnp.array([0.25, 1.0])), jnp.log(jnp.array(4.0)))
+        >>> jnp.exp(evaluate(m, jnp.arange(2))).round(4).tolist()          # h = 4 * [0.25, 1]
+        [1.0, 4.0]
     """
 
     log_h: jax.Array

@@ -38,6 +38,12 @@ class GaussianMessage(NamedTuple):
         c: ``(...)`` log-constant.
         F: ``(..., d)`` linear coefficient (information vector).
         H: ``(..., d, d)`` precision-like matrix, symmetric positive semi-definite.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> m = GaussianMessage(jnp.array(0.0), jnp.array([1.0]), jnp.array([[2.0]]))
+        >>> float(evaluate(m, jnp.array([0.5])))                           # 0 + 0.5 - 0.5 * 2 * 0.25
+        0.25
     """
 
     c: jax.Array
@@ -89,6 +95,12 @@ class Conditioned(NamedTuple):
         mean: $\mu^\circ = \mu + K(F - H\mu)$, the mean of the tilted law.
         cov: $K = (Q^{-1} + H)^{-1}$, its covariance.
         noise_factor: $L U^{-\top}$ with $K = (L U^{-\top})(L U^{-\top})^\top$, for sampling.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> c = condition(gaussian_message(0.0, jnp.array([1.0]), jnp.array([[1.0]])), jnp.zeros(1), jnp.eye(1))
+        >>> round(float(c.log_norm), 4), c.mean.round(4).tolist(), c.noise_factor.round(4).tolist()
+        (-0.0966, [0.5], [[0.7071]])
     """
 
     log_norm: jax.Array
