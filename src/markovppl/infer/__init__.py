@@ -1,5 +1,5 @@
 r"""NumPyro glue: recovery of latent paths and pointwise predictive terms after inference."""
 
-from .latent import SiteDraws, markov_sites, posterior_latents
+from .latent import SiteDraws, posterior_latents
 
 __all__ = ["SiteDraws", "posterior_latents"]
