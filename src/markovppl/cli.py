@@ -15,9 +15,9 @@ It is executed with your rights, like any script you run: only fit model files y
 """
 
 
-def _nuts_options(parser, out_default: str) -> None:
-    parser.add_argument("--num-warmup", type=int, default=500, help="NUTS warm-up iterations (default 500)")
-    parser.add_argument("--num-samples", type=int, default=500, help="draws per chain (default 500)")
+def _nuts_options(parser, out_default: str, draws: int = 500) -> None:
+    parser.add_argument("--num-warmup", type=int, default=draws, help=f"NUTS warm-up iterations (default {draws})")
+    parser.add_argument("--num-samples", type=int, default=draws, help=f"draws per chain (default {draws})")
     parser.add_argument("--chains", type=int, default=2, help="number of chains (default 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=out_default, help=f"output folder (default: {out_default})")
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="markovppl", description="Latent-Markov models for NumPyro.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="fit a 3-state Poisson HMM to the bundled earthquake counts")
-    _nuts_options(demo, "results")
+    _nuts_options(demo, "results", draws=1000)
     fit = sub.add_parser("fit", help="fit a model file to its bundled data or a CSV file", epilog=FIT_EPILOG,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     fit.add_argument("model_file", help="path to a model file, or the name of a bundled model (see `markovppl models`)")

@@ -99,7 +99,7 @@ def plots(idata, data, out_dir) -> list:
     return [path]
 
 
-def run_demo(out_dir: str = "results", *, num_warmup: int = 500, num_samples: int = 500, num_chains: int = 2,
+def run_demo(out_dir: str = "results", *, num_warmup: int = 1000, num_samples: int = 1000, num_chains: int = 2,
              seed: int = 0, progress_bar: bool = True) -> FitResult:
     """Fit the earthquake model, write InferenceData, summary and plots to ``out_dir``.
 
