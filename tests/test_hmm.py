@@ -349,3 +349,25 @@ def test_gradient_identity_time_varying_batched_forward_mode_and_zero_entries():
     # derivative w.r.t. a zero entry equals the finite-difference slope of log Z along that entry
     bump = lambda e: float(mp.HMM(pi, P.at[1, 0].add(e), dist.Normal(mu, 1.0), validate_args=False).log_prob(y))
     assert abs(float(gp[1, 0]) - (bump(1e-6) - bump(0.0)) / 1e-6) < 1e-4
+
+
+def test_multivariate_emission_with_missing_rows_and_batch():
+    """Emissions with an event dimension (MultivariateNormal per state): evidence, smoothing and
+    sampling shapes, a NaN row as a missing step, and a batch of sequences."""
+    rng = np.random.default_rng(14)
+    K, T, d = 3, 7, 2
+    means = rng.normal(size=(K, d)) * 2
+    covs = np.stack([np.eye(d) * s for s in (0.5, 1.0, 2.0)])
+    y = rng.normal(size=(T, d))
+    y[3] = np.nan
+    ll = np.stack([stats.multivariate_normal(means[k], covs[k]).logpdf(np.nan_to_num(y)) for k in range(K)], -1)
+    ll[3] = 0.0
+    ref = oracles.hmm_enumerate(PI3, P3, ll)
+    hmm = mp.HMM(PI3, P3, dist.MultivariateNormal(jnp.asarray(means), jnp.asarray(covs)), num_steps=T)
+    assert hmm.event_shape == (T, d)
+    assert abs(float(hmm.log_prob(y)) - ref["log_evidence"]) < 1e-10
+    np.testing.assert_allclose(hmm.smooth(y).smoothed_probs, ref["marginals"], atol=1e-10)
+    assert hmm.sample(jax.random.PRNGKey(0), (4,)).shape == (4, T, d)
+    ys = np.stack([y, np.nan_to_num(y)])
+    assert hmm.log_prob(ys).shape == (2,) and abs(float(hmm.log_prob(ys)[0]) - ref["log_evidence"]) < 1e-10
+    assert hmm.posterior_sample(jax.random.PRNGKey(1), ys, (3,)).shape == (3, 2, T)

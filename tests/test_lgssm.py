@@ -297,3 +297,20 @@ def test_bad_observations_raise():
         ssm(None).log_prob(np.zeros((0, 1)))
     with pytest.raises(ValueError, match="obs must have shape"):
         ssm(None).log_prob(np.float64(1.0))
+
+
+def test_batched_parameters_match_a_loop():
+    """Leading parameter axes are batch axes: three models at once equal three separate models."""
+    T = 9
+    ys = np.stack([simulate(T, seed=s)[1] for s in range(3)])
+    scales = np.array([0.5, 1.0, 2.0])
+    qs = np.stack([Q * s for s in scales])
+    batched = mp.LinearGaussianSSM(M0, P0, A, qs, H, R, B, C, num_steps=T)
+    assert batched.batch_shape == (3,)
+    loop = [oracles.kalman_filter(M0, P0, A, B, qs[i], H, C, R, ys[i])["log_evidence"] for i in range(3)]
+    np.testing.assert_allclose(batched.log_prob(ys), loop, rtol=1e-10)
+    np.testing.assert_allclose(batched._backward(ys).log_evidence, loop, rtol=1e-10)
+    rts = oracles.rts_smoother(M0, P0, A, B, qs[2], H, C, R, ys[2])
+    np.testing.assert_allclose(batched.smooth(ys).smoothed_means[2], rts["smoothed_means"], atol=1e-9)
+    assert batched.posterior_sample(jax.random.PRNGKey(0), ys, (5,)).shape == (5, 3, T, 2)
+    assert batched.sample(jax.random.PRNGKey(0), (4,)).shape == (4, 3, T, 1)
