@@ -4,7 +4,7 @@ Backward filtering forward guiding (BFFG) gives exact evidence, smoothing and po
 finite-state and linear-Gaussian chains; see the documentation for the model families.
 """
 
-from . import backward, datasets, diagnostics, guided, infer, kernels, messages
+from . import backward, datasets, diagnostics, guided, infer, kernels, messages, particles
 from .backward import backward_filter, backward_filter_parallel
 from .diagnostics import to_inference_data
 from .families import HMM, LinearGaussianSSM, stationary_distribution
@@ -26,6 +26,7 @@ __all__ = [
     "infer",
     "kernels",
     "messages",
+    "particles",
     "stationary_distribution",
     "time_varying",
     "to_inference_data",

@@ -1,0 +1,26 @@
+r"""Particle methods: resampling schemes, Feynman–Kac models and the particle filter (SMC).
+
+Monte Carlo counterparts of the exact filters, for checking them and for models without exact
+recursions: [`particle_filter`][markovppl.particles.particle_filter] runs SMC on a
+[`FeynmanKac`][markovppl.particles.FeynmanKac] model, e.g. the bootstrap model of an ``HMM`` or a
+``LinearGaussianSSM`` ([`bootstrap_hmm`][markovppl.particles.bootstrap_hmm],
+[`bootstrap_lgssm`][markovppl.particles.bootstrap_lgssm]).
+"""
+
+from .feynman_kac import FeynmanKac, bootstrap_hmm, bootstrap_lgssm
+from .resampling import conditional, multinomial, normalized_weights, residual, stratified, systematic
+from .smc import ParticleFilterResult, particle_filter
+
+__all__ = [
+    "FeynmanKac",
+    "ParticleFilterResult",
+    "bootstrap_hmm",
+    "bootstrap_lgssm",
+    "conditional",
+    "multinomial",
+    "normalized_weights",
+    "particle_filter",
+    "residual",
+    "stratified",
+    "systematic",
+]
