@@ -136,6 +136,11 @@ def test_time_varying_transitions():
     assert abs(float(par.log_prob(y)) - ref["log_evidence"]) < 1e-10
     sim = hmm.sample(jax.random.PRNGKey(0), (4,))
     assert sim.shape == (4, T)
+    ys = np.stack([y, rng.integers(0, 3, T)])  # a batch of sequences sharing the time-varying transitions
+    post = hmm.smooth(ys)
+    for i in range(2):
+        ref_i = oracles.hmm_enumerate(PI3, Ps, loglik_matrix(ys[i]))
+        np.testing.assert_allclose(post.pairwise_probs[i], ref_i["pairwise"], atol=1e-10)
 
 
 def test_stationary_start():

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 from ..backward import backward_filter
 from ..kernels.finite import Categorical
 from ..kernels.initial import CategoricalLaw
-from ..kernels.time import is_time_varying, split_time
+from ..guided.marginals import guided_push
+from ..kernels.time import is_time_varying
 from ..messages import categorical as cm
 
 __all__ = ["hmm_log_evidence"]
@@ -39,26 +40,11 @@ def hmm_log_evidence(initial_probs, transition_matrix, log_lik):
 
 
 def _sensitivities(initial_probs, transition_matrix, messages):
-    """Smoothing marginals ``(T, ..., K)``, the transition sensitivities (summed over time when the
-    transition is homogeneous, else ``(T-1, ..., K, K)``) and the initial-law sensitivity.
-
-    One forward scan carries the marginal and emits $r_t(i) = m_t(i) / (P_t h_{t+1})(i)$; the
-    sensitivities $r_t(i) h_{t+1}(j)$ are then formed outside the loop (one matrix product when $P$ is
-    homogeneous)."""
-    xs, kernel_at = split_time(Categorical(transition_matrix))
-    h = jnp.exp(messages.log_h)  # normalised to max 1
-    m0 = initial_probs * h[0]
-    m0 = m0 / jnp.sum(m0, -1, keepdims=True)
-
-    def _step(m_prev, inputs):
-        h_t, xs_t = inputs
-        p = kernel_at(xs_t).transition_matrix
-        ratio = m_prev / jnp.sum(p * h_t[..., None, :], -1)
-        m_t = jnp.sum(ratio[..., :, None] * p, -2) * h_t
-        return m_t, (m_t, ratio)
-
-    _, (rest, ratios) = jax.lax.scan(_step, m0, (h[1:], xs))
-    marginals = jnp.concatenate([m0[None], rest], 0)
+    """Smoothing marginals ``(T, ..., K)``, the transition sensitivities $r_t(i) h_{t+1}(j)$ (summed
+    over time when the transition is homogeneous, else ``(T-1, ..., K, K)``) and the initial-law
+    sensitivity, from one forward push of the guided chain."""
+    marginals, ratios = guided_push(initial_probs, Categorical(transition_matrix), messages)
+    h = jnp.exp(messages.log_h)
     if is_time_varying(transition_matrix):
         sens = ratios[..., :, None] * h[1:, ..., None, :]
     else:

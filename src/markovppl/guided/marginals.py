@@ -11,10 +11,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import logsumexp
 
 from .. import _linalg as la
-from ..kernels.time import split_time
+from ..kernels.time import is_time_varying, split_time
 from ..messages import gaussian as gm
 
 __all__ = ["CategoricalMarginals", "GaussianMarginals", "categorical_marginals", "gaussian_marginals"]
@@ -92,19 +91,37 @@ def categorical_marginals(initial, transition, messages) -> CategoricalMarginals
         >>> m.probs.round(3).tolist()
         [[0.744, 0.256], [0.5, 0.5], [0.256, 0.744]]
     """
+    probs, ratios = guided_push(jnp.exp(initial.log_probs), transition, messages)
+    p = transition.transition_matrix
+    if is_time_varying(p):  # (T-1, K, K): batch axes sit between time and the states
+        p = p.value.reshape(p.value.shape[:1] + (1,) * (ratios.ndim - p.value.ndim + 1) + p.value.shape[1:])
+    h_next = jnp.exp(messages.log_h[1:])
+    pairwise = ratios[..., :, None] * p * h_next[..., None, :]
+    return CategoricalMarginals(probs, pairwise)
+
+
+def guided_push(initial_probs, transition, messages):
+    r"""Forward push of the guided finite-state chain in probability space.
+
+    Returns the marginals $m_t$ ``(T, ..., K)`` and the ratios $r_t(i) = m_t(i) / (P_t h_{t+1})(i)$
+    ``(T-1, ..., K)``, from which the pairwise marginals $r_t(i) P_t(i, j) h_{t+1}(j)$ and the
+    derivative of the evidence in $P_t$, $r_t(i) h_{t+1}(j)$, follow without another loop. One
+    matrix-vector product per step; ``messages.log_h`` is normalised to max 0, so $h \le 1$.
+    """
     xs, kernel_at = split_time(transition)
-    log_m0 = initial.log_probs + messages.log_h[0]
-    m0 = jnp.exp(log_m0 - logsumexp(log_m0, -1, keepdims=True))
+    h = jnp.exp(messages.log_h)
+    m0 = initial_probs * h[0]
+    m0 = m0 / jnp.sum(m0, -1, keepdims=True)
 
     def _step(m_prev, inputs):
-        log_h, xs_t = inputs
-        joint = jnp.log(kernel_at(xs_t).transition_matrix) + log_h[..., None, :]
-        guided = jnp.exp(joint - logsumexp(joint, -1, keepdims=True))
-        pair = m_prev[..., :, None] * guided
-        return pair.sum(-2), (pair.sum(-2), pair)
+        h_t, xs_t = inputs
+        p = kernel_at(xs_t).transition_matrix
+        ratio = m_prev / jnp.sum(p * h_t[..., None, :], -1)
+        m_t = jnp.sum(ratio[..., :, None] * p, -2) * h_t
+        return m_t, (m_t, ratio)
 
-    _, (probs, pairs) = jax.lax.scan(_step, m0, (messages.log_h[1:], xs))
-    return CategoricalMarginals(jnp.concatenate([m0[None], probs], 0), pairs)
+    _, (rest, ratios) = jax.lax.scan(_step, m0, (h[1:], xs))
+    return jnp.concatenate([m0[None], rest], 0), ratios
 
 
 def gaussian_marginals(initial, transition, messages) -> GaussianMarginals:
