@@ -137,3 +137,23 @@ def test_loo_after_add_group(mcmc):
 def test_divergences(idata):
     n = azc.divergences(idata)
     assert isinstance(n, int) and n >= 0
+
+
+def test_from_dict_builds_groups_that_every_helper_reads(tmp_path):
+    rng = np.random.default_rng(0)
+    mu = rng.normal(size=(2, 100)) * 0.3
+    y = np.array([0.1, -0.3, 0.4])
+    pointwise = -0.5 * (y - mu[..., None]) ** 2 - 0.5 * np.log(2 * np.pi)
+    diverging = np.zeros((2, 100), bool)
+    diverging[0, 5] = True
+    idata = azc.from_dict({"posterior": {"mu": mu}, "log_likelihood": {"y": pointwise},
+                              "sample_stats": {"diverging": diverging}})
+    assert set(azc.group_names(idata)) == {"posterior", "log_likelihood", "sample_stats"}
+    np.testing.assert_array_equal(azc.get_group(idata, "posterior")["mu"].values, mu)
+    assert azc.divergences(idata) == 1
+    res = azc.loo(idata)
+    # PSIS-LOO is close to the sum of log mean predictive densities for a nearly flat posterior
+    lppd = np.sum(np.log(np.mean(np.exp(pointwise.reshape(-1, 3)), 0)))
+    assert abs(res.elpd - lppd) < 0.5 and res.pareto_k.shape == (3,)
+    back = azc.from_netcdf(azc.to_netcdf(idata, tmp_path / "d.nc"))
+    np.testing.assert_array_equal(azc.get_group(back, "log_likelihood")["y"].values, pointwise)

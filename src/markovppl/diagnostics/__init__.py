@@ -5,6 +5,7 @@ from ._arviz_compat import (
     LooResult,
     add_group,
     divergences,
+    from_dict,
     from_netcdf,
     get_group,
     group_names,
@@ -16,6 +17,6 @@ from ._arviz_compat import (
 from .inference_data import to_inference_data
 
 __all__ = [
-    "ARVIZ_GENERATION", "LooResult", "add_group", "divergences", "from_netcdf", "get_group", "group_names", "loo",
+    "ARVIZ_GENERATION", "LooResult", "add_group", "divergences", "from_dict", "from_netcdf", "get_group", "group_names", "loo",
     "plot_trace", "summary", "to_inference_data", "to_netcdf",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "LooResult",
     "add_group",
     "divergences",
+    "from_dict",
     "from_netcdf",
     "from_numpyro",
     "get_group",
@@ -111,18 +112,31 @@ def from_numpyro(
     return az.from_numpyro(mcmc, log_likelihood=bool(log_likelihood), coords=coords, dims=dims)
 
 
+def from_dict(groups: dict[str, dict[str, Any]], *, coords: dict | None = None,
+              dims: dict[str, list[str]] | None = None) -> Any:
+    """Build ArviZ's native container from arrays: ``{group: {variable: array}}``.
+
+    Arrays have leading ``(chain, draw)`` axes (``observed_data`` excepted). The standard groups
+    (``posterior``, ``sample_stats``, ``log_likelihood``, ``posterior_predictive``, ``observed_data``,
+    ...) are accepted by both ArviZ generations; add others with
+    [`add_group`][markovppl.diagnostics._arviz_compat.add_group].
+
+    Examples:
+        >>> idata = from_dict({"posterior": {"mu": np.zeros((2, 50))}})
+        >>> get_group(idata, "posterior")["mu"].shape
+        (2, 50)
+    """
+    if ARVIZ_GENERATION == 0:
+        return az.from_dict(**groups, coords=coords, dims=dims)
+    return az.from_dict(groups, coords=coords, dims=dims)
+
+
 def group_names(idata: Any) -> list[str]:
     """Return the names of the top-level groups (``posterior``, ``sample_stats``, ...).
 
     Examples:
-        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
-        >>> from numpyro.infer import MCMC, NUTS
-        >>> def model(y):
-        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
-        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
-        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
-        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
-        >>> names = group_names(from_numpyro(mcmc))
+        >>> idata = from_dict({"posterior": {"mu": np.random.default_rng(0).normal(size=(2, 50))}})
+        >>> names = group_names(idata)
         >>> "posterior" in names, "log_likelihood" in names
         (True, False)
     """
@@ -138,16 +152,10 @@ def get_group(idata: Any, name: str) -> xr.Dataset:
         KeyError: If the group does not exist.
 
     Examples:
-        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
-        >>> from numpyro.infer import MCMC, NUTS
-        >>> def model(y):
-        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
-        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
-        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
-        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
-        >>> stats = get_group(from_numpyro(mcmc), "sample_stats")
-        >>> stats["diverging"].shape                                      # an xarray.Dataset variable
-        (1, 10)
+        >>> idata = from_dict({"posterior": {"mu": np.random.default_rng(0).normal(size=(2, 50))}})
+        >>> post = get_group(idata, "posterior")                          # an xarray.Dataset
+        >>> post["mu"].dims, post["mu"].shape
+        (('chain', 'draw'), (2, 50))
     """
     if name not in group_names(idata):
         raise KeyError(f"group {name!r} not found; available: {group_names(idata)}")
@@ -179,17 +187,11 @@ def add_group(
         The updated object (the same one that was passed in).
 
     Examples:
-        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
-        >>> from numpyro.infer import MCMC, NUTS
-        >>> def model(y):
-        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
-        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
-        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
-        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
-        >>> idata = add_group(from_numpyro(mcmc), "extra", {"z": (("chain", "draw", "time"), np.zeros((1, 10, 3)))},
+        >>> idata = from_dict({"posterior": {"mu": np.random.default_rng(0).normal(size=(2, 50))}})
+        >>> idata = add_group(idata, "extra", {"z": (("chain", "draw", "time"), np.zeros((2, 50, 3)))},
         ...                   coords={"time": [2000, 2001, 2002]})
         >>> get_group(idata, "extra")["z"].shape, get_group(idata, "extra")["time"].values.tolist()
-        ((1, 10, 3), [2000, 2001, 2002])
+        ((2, 50, 3), [2000, 2001, 2002])
     """
     variables = {k: (tuple(d), np.asarray(v)) for k, (d, v) in data_vars.items()}
     used = {dim for d, _ in variables.values() for dim in d}
@@ -221,14 +223,8 @@ def summary(idata: Any, var_names: list[str] | None = None) -> pd.DataFrame:
         interval columns keep each generation's own names (0.x HDI 94%, 1.x ETI 89%).
 
     Examples:
-        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
-        >>> from numpyro.infer import MCMC, NUTS
-        >>> def model(y):
-        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
-        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
-        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
-        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
-        >>> table = summary(from_numpyro(mcmc))
+        >>> idata = from_dict({"posterior": {"mu": np.random.default_rng(0).normal(size=(2, 50))}})
+        >>> table = summary(idata)
         >>> table.index.tolist(), table.columns[:5].tolist()
         (['mu'], ['mean', 'sd', 'ess_bulk', 'ess_tail', 'r_hat'])
     """
@@ -243,15 +239,9 @@ def plot_trace(idata: Any, var_names: list[str] | None, path: str | os.PathLike)
 
     Examples:
         >>> import os, tempfile
-        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
-        >>> from numpyro.infer import MCMC, NUTS
-        >>> def model(y):
-        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
-        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
-        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
-        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
+        >>> idata = from_dict({"posterior": {"mu": np.random.default_rng(0).normal(size=(2, 50))}})
         >>> path = os.path.join(tempfile.mkdtemp(), "trace.png")
-        >>> plot_trace(from_numpyro(mcmc), ["mu"], path)
+        >>> plot_trace(idata, ["mu"], path)
         >>> os.path.getsize(path) > 0
         True
     """
@@ -281,14 +271,8 @@ def to_netcdf(idata: Any, path: str | os.PathLike) -> str:
 
     Examples:
         >>> import os, tempfile
-        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
-        >>> from numpyro.infer import MCMC, NUTS
-        >>> def model(y):
-        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
-        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
-        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
-        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
-        >>> path = to_netcdf(from_numpyro(mcmc), os.path.join(tempfile.mkdtemp(), "fit.nc"))
+        >>> idata = from_dict({"posterior": {"mu": np.random.default_rng(0).normal(size=(2, 50))}})
+        >>> path = to_netcdf(idata, os.path.join(tempfile.mkdtemp(), "fit.nc"))
         >>> os.path.basename(path), os.path.getsize(path) > 0
         ('fit.nc', True)
     """
@@ -302,14 +286,7 @@ def from_netcdf(path: str | os.PathLike) -> Any:
 
     Examples:
         >>> import os, tempfile
-        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
-        >>> from numpyro.infer import MCMC, NUTS
-        >>> def model(y):
-        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
-        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
-        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
-        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
-        >>> idata = from_numpyro(mcmc)
+        >>> idata = from_dict({"posterior": {"mu": np.random.default_rng(0).normal(size=(2, 50))}})
         >>> back = from_netcdf(to_netcdf(idata, os.path.join(tempfile.mkdtemp(), "fit.nc")))
         >>> bool((get_group(back, "posterior")["mu"] == get_group(idata, "posterior")["mu"]).all())
         True
@@ -329,17 +306,11 @@ def loo(idata: Any, var_name: str | None = None) -> LooResult:
     as observations. ``var_name`` is required when the group holds several variables.
 
     Examples:
-        >>> import warnings
-        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
-        >>> from numpyro.infer import MCMC, NUTS
-        >>> def model(y):
-        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
-        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
-        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
-        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
-        >>> with warnings.catch_warnings():
-        ...     warnings.simplefilter("ignore")                    # 10 draws are too few for PSIS
-        ...     res = loo(from_numpyro(mcmc, log_likelihood=True))
+        >>> rng = np.random.default_rng(0)
+        >>> mu = rng.normal(size=(2, 200)) * 0.3                    # draws of a mean, 3 observations y
+        >>> y = np.array([0.1, -0.3, 0.4])
+        >>> pointwise = -0.5 * (y - mu[..., None]) ** 2 - 0.5 * np.log(2 * np.pi)
+        >>> res = loo(from_dict({"posterior": {"mu": mu}, "log_likelihood": {"y": pointwise}}))
         >>> type(res).__name__, res.pareto_k.shape                  # one k per observation
         ('LooResult', (3,))
     """
@@ -357,16 +328,11 @@ def divergences(idata: Any) -> int:
     """Total number of divergent transitions in ``sample_stats.diverging`` (0 if absent).
 
     Examples:
-        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
-        >>> from numpyro.infer import MCMC, NUTS
-        >>> def model(y):
-        ...     mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
-        ...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
-        >>> mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=10, progress_bar=False)
-        >>> mcmc.run(jax.random.PRNGKey(0), y=jnp.array([0.1, -0.3, 0.4]))
-        >>> n = divergences(from_numpyro(mcmc))
-        >>> isinstance(n, int), 0 <= n <= 10
-        (True, True)
+        >>> diverging = np.zeros((2, 50), bool)
+        >>> diverging[1, [3, 17]] = True
+        >>> idata = from_dict({"posterior": {"mu": np.zeros((2, 50))}, "sample_stats": {"diverging": diverging}})
+        >>> divergences(idata)
+        2
     """
     if "sample_stats" not in group_names(idata):
         return 0
