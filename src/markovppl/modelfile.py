@@ -65,22 +65,12 @@ class DataError(ValueError):
 
 
 class ModelSpec(NamedTuple):
-    """What a model file provides (see the module docstring for the protocol).
+    """What a model file provides (see the module docstring for the protocol); made by
+    [`load_model_file`][markovppl.modelfile.load_model_file], whose example shows one.
 
     Examples:
-        >>> import os, tempfile
-        >>> path = os.path.join(tempfile.mkdtemp(), "coin.py")
-        >>> _ = open(path, "w").write('''"Beta-Bernoulli coin."
-        ... import numpy as np, numpyro, numpyro.distributions as dist
-        ... def model(y=None):
-        ...     p = numpyro.sample("p", dist.Beta(1.0, 1.0))
-        ...     numpyro.sample("y", dist.Bernoulli(p).expand([3]), obs=y)
-        ... def load_data():
-        ...     return {"y": np.array([1, 0, 1]), "time": np.arange(3), "columns": ["heads"]}
-        ... ''')
-        >>> spec = load_model_file(path)
-        >>> spec.description, spec.var_names, spec.plots, spec.nuts_options
-        ('Beta-Bernoulli coin.', None, None, {})
+        >>> ModelSpec._fields[:4]
+        ('path', 'description', 'model', 'load_data')
     """
 
     path: Path
@@ -93,11 +83,6 @@ class ModelSpec(NamedTuple):
     plots: Callable | None
     nuts_options: dict
     module: ModuleType
-
-
-def _description(module: ModuleType) -> str:
-    doc = (module.__doc__ or "").strip()
-    return doc.splitlines()[0].strip() if doc else ""
 
 
 def load_model_file(path: str | os.PathLike) -> ModelSpec:
@@ -118,8 +103,10 @@ def load_model_file(path: str | os.PathLike) -> ModelSpec:
         ...     return {"y": np.array([1, 0, 1]), "time": np.arange(3), "columns": ["heads"]}
         ... ''')
         >>> spec = load_model_file(path)
-        >>> spec.load_data()["y"].tolist(), callable(spec.model)
-        ([1, 0, 1], True)
+        >>> spec.description, spec.load_data()["y"].tolist(), callable(spec.model)
+        ('Beta-Bernoulli coin.', [1, 0, 1], True)
+        >>> spec.var_names, spec.plots, spec.nuts_options          # optional names not defined
+        (None, None, {})
     """
     path = Path(path)
     if not path.is_file():
@@ -138,7 +125,7 @@ def load_model_file(path: str | os.PathLike) -> ModelSpec:
         )
     plots = getattr(module, "plots", None)
     return ModelSpec(
-        path, _description(module), module.model, module.load_data, getattr(module, "DATA_COLUMNS", None),
+        path, describe(path), module.model, module.load_data, getattr(module, "DATA_COLUMNS", None),
         getattr(module, "TIME_COLUMN", None), getattr(module, "VAR_NAMES", None), plots if callable(plots) else None,
         dict(getattr(module, "NUTS_OPTIONS", None) or {}), module,
     )

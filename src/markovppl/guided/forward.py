@@ -26,17 +26,11 @@ class GuidedPath(NamedTuple):
         path: $x_{0:T-1}$, time on the leading axis.
         log_weights: per-step log-weight increments (time on the leading axis; zero for exact kernels).
 
+    Made by [`forward_guide`][markovppl.guided.forward.forward_guide] (its example shows one in use).
+
     Examples:
-        >>> import jax, jax.numpy as jnp
-        >>> from markovppl.backward import backward_filter
-        >>> from markovppl.kernels import Categorical
-        >>> from markovppl.kernels.initial import CategoricalLaw
-        >>> from markovppl.messages import categorical_message
-        >>> law, kernel = CategoricalLaw(jnp.log(jnp.array([0.5, 0.5]))), Categorical(jnp.array([[0.9, 0.1], [0.1, 0.9]]))
-        >>> back = backward_filter(law, kernel, categorical_message(jnp.log(jnp.array([[0.9, 0.1], [0.2, 0.8]]))))
-        >>> gp = forward_guide(law, kernel, back.messages, sample_noise(jax.random.PRNGKey(0), law, 2, (5,)))
-        >>> gp.path.shape, gp.log_weights.shape        # (T, draws)
-        ((2, 5), (2, 5))
+        >>> GuidedPath._fields
+        ('path', 'log_weights')
     """
 
     path: jax.Array

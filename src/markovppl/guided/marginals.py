@@ -26,19 +26,11 @@ class CategoricalMarginals(NamedTuple):
         probs: $p(x_t \mid y)$, ``(T, ..., K)``.
         pairwise: $p(x_t, x_{t+1} \mid y)$, ``(T-1, ..., K, K)``.
 
+    Made by [`categorical_marginals`][markovppl.guided.marginals.categorical_marginals] (its example shows one in use).
+
     Examples:
-        >>> import jax.numpy as jnp
-        >>> from markovppl.backward import backward_filter
-        >>> from markovppl.kernels import Categorical
-        >>> from markovppl.kernels.initial import CategoricalLaw
-        >>> from markovppl.messages import categorical_message
-        >>> law, kernel = CategoricalLaw(jnp.log(jnp.array([0.5, 0.5]))), Categorical(jnp.array([[0.9, 0.1], [0.1, 0.9]]))
-        >>> leaves = categorical_message(jnp.log(jnp.array([[0.9, 0.1], [0.5, 0.5], [0.1, 0.9]])))
-        >>> m = categorical_marginals(law, kernel, backward_filter(law, kernel, leaves).messages)
-        >>> m.probs.shape, m.pairwise.shape
-        ((3, 2), (2, 2, 2))
-        >>> bool(jnp.allclose(m.pairwise.sum(-1), m.probs[:-1]))        # pairwise marginals are consistent
-        True
+        >>> CategoricalMarginals._fields
+        ('probs', 'pairwise')
     """
 
     probs: jax.Array
@@ -53,19 +45,11 @@ class GaussianMarginals(NamedTuple):
         covs: $\mathrm{Cov}(x_t \mid y)$, ``(T, ..., d, d)``.
         cross_covs: $\mathrm{Cov}(x_t, x_{t+1} \mid y)$, ``(T-1, ..., d, d)``.
 
+    Made by [`gaussian_marginals`][markovppl.guided.marginals.gaussian_marginals] (its example shows one in use).
+
     Examples:
-        >>> import jax.numpy as jnp
-        >>> from markovppl.backward import backward_filter, leaf
-        >>> from markovppl.kernels import LinearGaussian
-        >>> from markovppl.kernels.initial import GaussianLaw
-        >>> law = GaussianLaw(jnp.zeros(1), jnp.eye(1))
-        >>> walk = LinearGaussian(jnp.eye(1), jnp.zeros(1), 0.5 * jnp.eye(1))      # x_{t+1} = x_t + N(0, 0.5)
-        >>> obs = LinearGaussian(jnp.eye(1), jnp.zeros(1), jnp.eye(1))             # y_t = x_t + N(0, 1)
-        >>> y = jnp.array([[0.2], [0.9], [1.1]])
-        >>> back = backward_filter(law, walk, leaf(obs, y, jnp.zeros((3, 1), bool)))
-        >>> m = gaussian_marginals(law, walk, back.messages)
-        >>> m.means.shape, m.covs.shape, m.cross_covs.shape
-        ((3, 1), (3, 1, 1), (2, 1, 1))
+        >>> GaussianMarginals._fields
+        ('means', 'covs', 'cross_covs')
     """
 
     means: jax.Array

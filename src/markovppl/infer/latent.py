@@ -29,17 +29,11 @@ class SiteDraws(NamedTuple):
         missing: missing steps of the observed sequence, ``(*batch, T)``.
         event_ndim_latent: number of trailing latent axes after time (0 for finite states, 1 for vectors).
 
+    Made by [`posterior_latents`][markovppl.infer.latent.posterior_latents] (its example shows one in use).
+
     Examples:
-        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
-        >>> import markovppl as mp
-        >>> def model(y):
-        ...     rate = numpyro.sample("rate", dist.Gamma(2.0, 0.5).expand([2]).to_event(1))
-        ...     numpyro.sample("y", mp.HMM(jnp.ones(2) / 2, jnp.array([[0.9, 0.1], [0.1, 0.9]]),
-        ...                                dist.Poisson(rate)), obs=y)
-        >>> draws = {"rate": jnp.array([[1.0, 8.0], [2.0, 9.0]])}          # 2 posterior draws
-        >>> site = posterior_latents(jax.random.PRNGKey(0), model, draws, kwargs={"y": jnp.array([1, 9, 8])})["y"]
-        >>> site.latent.tolist(), site.replicate.shape, site.event_ndim_latent
-        ([[0, 1, 1], [0, 1, 1]], (2, 3), 0)
+        >>> SiteDraws._fields
+        ('latent', 'log_predictive', 'replicate', 'missing', 'event_ndim_latent')
     """
 
     latent: jax.Array
