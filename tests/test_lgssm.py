@@ -314,3 +314,19 @@ def test_batched_parameters_match_a_loop():
     np.testing.assert_allclose(batched.smooth(ys).smoothed_means[2], rts["smoothed_means"], atol=1e-9)
     assert batched.posterior_sample(jax.random.PRNGKey(0), ys, (5,)).shape == (5, 3, T, 2)
     assert batched.sample(jax.random.PRNGKey(0), (4,)).shape == (4, 3, T, 1)
+
+
+def test_jit_traces_once_across_parameter_values():
+    T = 15
+    _, y = simulate(T, seed=12)
+    traces = []
+
+    @jax.jit
+    def f(q, r, y):
+        traces.append(1)
+        return mp.LinearGaussianSSM(M0, P0, A, q * jnp.eye(2), H, r * jnp.eye(1), B, C, num_steps=T).log_prob(y)
+
+    vals = [float(f(q, r, y)) for q, r in [(0.2, 0.5), (0.4, 0.5), (0.2, 1.0), (1.0, 2.0)]]
+    assert len(traces) == 1 and len(set(vals)) == 4
+    ref = oracles.kalman_filter(M0, P0, A, B, 0.4 * np.eye(2), H, C, 0.5 * np.eye(1), y)["log_evidence"]
+    assert abs(vals[1] - ref) < 1e-9 * abs(ref)
