@@ -286,3 +286,33 @@ def test_hmm_poisson_counts_and_integer_states():
     pf = pt.particle_filter(jax.random.PRNGKey(0), pt.bootstrap_hmm(hmm, y), 6, 4000)
     assert jnp.issubdtype(pf.particles.dtype, jnp.integer) and pf.particles.shape == (6, 4000)
     assert abs(float(pf.log_evidence - hmm.log_prob(y))) < 0.1
+
+
+# --------------------------------------------------------------------------- transition densities
+def test_bootstrap_transition_densities_match_the_model_kernels():
+    """``log_m`` of the bootstrap models equals the model's transition log-density (SciPy), broadcasts
+    one state against many, and ``log_m_bound`` bounds it; a singular Q has no density."""
+    rng = np.random.default_rng(3)
+    A = np.array([[0.9, 0.2], [-0.1, 0.7]])
+    Q = np.array([[0.5, 0.1], [0.1, 0.3]])
+    ssm = mp.LinearGaussianSSM(jnp.zeros(2), jnp.eye(2), jnp.asarray(A), jnp.asarray(Q), jnp.eye(2), 0.2 * jnp.eye(2),
+                               transition_offset=jnp.array([0.3, -0.2]))
+    fk = pt.bootstrap_lgssm(ssm, jnp.zeros((3, 2)))
+    xp, xt = rng.normal(size=(6, 2)), rng.normal(size=(6, 2))
+    want = [scipy.stats.multivariate_normal(A @ a + [0.3, -0.2], Q).logpdf(b) for a, b in zip(xp, xt)]
+    np.testing.assert_allclose(fk.log_m(1, jnp.asarray(xp), jnp.asarray(xt)), want, rtol=1e-10)
+    one_vs_all = fk.log_m(1, jnp.asarray(xp), jnp.asarray(xt[:1]))
+    np.testing.assert_allclose(one_vs_all, [scipy.stats.multivariate_normal(A @ a + [0.3, -0.2], Q).logpdf(xt[0]) for a in xp],
+                               rtol=1e-10)
+    assert float(fk.log_m_bound(1)) >= float(jnp.max(one_vs_all))
+    np.testing.assert_allclose(fk.log_m_bound(1), scipy.stats.multivariate_normal(np.zeros(2), Q).logpdf(np.zeros(2)))
+    singular = mp.LinearGaussianSSM(jnp.zeros(2), jnp.eye(2), jnp.asarray(A), jnp.diag(jnp.array([1.0, 0.0])), jnp.eye(2),
+                                    jnp.eye(2))
+    assert pt.bootstrap_lgssm(singular, jnp.zeros((3, 2))).log_m is None
+
+    P = np.array([[0.8, 0.2], [0.3, 0.7]])
+    hmm = mp.HMM(jnp.array([0.5, 0.5]), jnp.asarray(P), dist.Normal(jnp.array([-1.0, 1.0]), 1.0))
+    fk = pt.bootstrap_hmm(hmm, jnp.zeros(3))
+    i, j = jnp.array([0, 0, 1, 1]), jnp.array([0, 1, 0, 1])
+    np.testing.assert_allclose(fk.log_m(1, i, j), np.log(P[np.asarray(i), np.asarray(j)]))
+    np.testing.assert_allclose(fk.log_m_bound(1), np.log(0.8))

@@ -5,6 +5,10 @@ $G_t(x_{t-1}, x_t)$ for $t = 0, \dots, T-1$; it defines the path law
 $Q_T(dx_{0:T-1}) \propto M_0(dx_0) G_0(x_0) \prod_{t \ge 1} M_t(x_{t-1}, dx_t) G_t(x_{t-1}, x_t)$
 with normaliser $Z_T$. The **bootstrap** model of a state-space model takes $M$ = the prior
 dynamics and $G_t = p(y_t \mid x_t)$, so that $Q_T$ is the smoothing law and $Z_T = p(y_{0:T-1})$.
+
+Backward-sampling methods (conditional SMC with backward sampling, PaRIS) also need the transition
+density $m_t(x_{t-1}, x_t)$ of $M_t$: the backward kernel weights a predecessor $x_{t-1}^j$ of $x_t$ by
+$W_{t-1}^j\, m_t(x_{t-1}^j, x_t)\, G_t(x_{t-1}^j, x_t)$.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _linalg as la
+from .._validation import is_concrete
 from ..kernels.time import is_time_varying
 
 __all__ = ["FeynmanKac", "bootstrap_lgssm", "bootstrap_hmm"]
@@ -23,7 +28,7 @@ _LOG_2PI = float(jnp.log(2.0 * jnp.pi))
 
 
 class FeynmanKac(NamedTuple):
-    r"""A Feynman–Kac model as three pure functions (vectorised over the ``N`` particles).
+    r"""A Feynman–Kac model as pure functions (vectorised over the ``N`` particles).
 
     $$Z_T = \int M_0(dx_0)\, G_0(x_0, x_0) \prod_{t=1}^{T-1} M_t(x_{t-1}, dx_t)\, G_t(x_{t-1}, x_t).$$
 
@@ -32,6 +37,14 @@ class FeynmanKac(NamedTuple):
         m: ``m(rng_key, t, x_prev) -> x_t``, one draw from $M_t(x_{t-1}^i, \cdot)$ per particle.
         log_g: ``log_g(t, x_prev, x_t) -> (N,)`` log-potentials $\log G_t(x_{t-1}^i, x_t^i)$. At
             $t = 0$ there is no predecessor and ``x_prev`` is ``x_0`` itself.
+        log_m: optional ``log_m(t, x_prev, x_t) -> (N,)``, the log transition density
+            $\log m_t(x_{t-1}^i, x_t^i)$ of $M_t$ ($t \ge 1$) with respect to a fixed dominating measure
+            (Lebesgue, counting), pairing the particles of ``x_prev`` and ``x_t`` one to one
+            (leading axes broadcast, so a single ``x_t`` with leading axis 1 is scored against all of
+            ``x_prev``). Needed by backward sampling and PaRIS; ``None`` if the density is unknown.
+        log_m_bound: optional ``log_m_bound(t) -> scalar``, an upper bound of
+            $\log m_t(x, x')$ over all $x, x'$ (for rejection-sampling backward kernels); ``None`` if
+            none is known.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -45,6 +58,8 @@ class FeynmanKac(NamedTuple):
     m0: Callable
     m: Callable
     log_g: Callable
+    log_m: Callable | None = None
+    log_m_bound: Callable | None = None
 
 
 def _check_unbatched(model, what: str) -> None:
@@ -64,7 +79,8 @@ def bootstrap_lgssm(ssm, obs) -> FeynmanKac:
 
     Returns:
         A [`FeynmanKac`][markovppl.particles.FeynmanKac] on states ``(N, d)``, time $t$ indexing
-        ``obs[t]``.
+        ``obs[t]``, with the transition density ``log_m`` and its bound when $Q$ is positive definite
+        (``None`` when it is singular).
 
     Raises:
         ValueError: batched or time-varying model, or ``obs`` not of shape ``(T, m)``.
@@ -122,7 +138,7 @@ def bootstrap_lgssm(ssm, obs) -> FeynmanKac:
         logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(chol)))
         return -0.5 * (jnp.sum(z**2, axis=0) + logdet + jnp.sum(obs_t) * _LOG_2PI)
 
-    return FeynmanKac(sample_m0, sample_m, log_g)
+    return FeynmanKac(sample_m0, sample_m, log_g, *_gaussian_transition_density(A, b, ssm.transition_cov))
 
 
 def bootstrap_hmm(hmm, obs) -> FeynmanKac:
@@ -136,7 +152,8 @@ def bootstrap_hmm(hmm, obs) -> FeynmanKac:
             are missing.
 
     Returns:
-        A [`FeynmanKac`][markovppl.particles.FeynmanKac] on integer states ``(N,)``.
+        A [`FeynmanKac`][markovppl.particles.FeynmanKac] on integer states ``(N,)``, with
+        ``log_m(t, i, j) = log P[i, j]`` and the bound $\max_{ij} \log P_{ij}$.
 
     Raises:
         ValueError: batched or time-varying model, or ``obs`` of the wrong shape.
@@ -179,4 +196,23 @@ def bootstrap_hmm(hmm, obs) -> FeynmanKac:
         loglik = emission.log_prob(jnp.expand_dims(y[t], -1 - ev))           # (K,)
         return jnp.where(miss[t], 0.0, loglik[x_t])
 
-    return FeynmanKac(sample_m0, sample_m, log_g)
+    def log_m(t, x_prev, x_t):
+        return log_P[x_prev, x_t]
+
+    return FeynmanKac(sample_m0, sample_m, log_g, log_m, lambda t: jnp.max(log_P))
+
+
+def _gaussian_transition_density(A, b, Q):
+    r"""``(log_m, log_m_bound)`` of $M_t(x, \cdot) = N(Ax + b, Q)$, the bound being the density at its
+    mode, $-\tfrac12 \log\det(2\pi Q)$; ``(None, None)`` when $Q$ is concretely singular (no density)."""
+    if is_concrete(Q) and not bool(jnp.linalg.eigvalsh(Q)[0] > 0):
+        return None, None
+    chol = jnp.linalg.cholesky(Q)
+    chol_inv = jax.scipy.linalg.solve_triangular(chol, jnp.eye(Q.shape[-1], dtype=Q.dtype), lower=True)
+    half_logdet = jnp.sum(jnp.log(jnp.diag(chol))) + 0.5 * Q.shape[-1] * _LOG_2PI
+
+    def log_m(t, x_prev, x_t):
+        z = (x_t - x_prev @ A.T - b) @ chol_inv.T
+        return -0.5 * jnp.sum(z**2, axis=-1) - half_logdet
+
+    return log_m, lambda t: -half_logdet
