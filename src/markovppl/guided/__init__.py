@@ -1,5 +1,6 @@
 r"""Forward guiding: the guided process $\kappa^\circ \propto \kappa h$ and its log-weights."""
 
+from . import jump as _jump  # registers the JumpProcess guiding rule
 from .forward import GuidedPath, forward_guide, sample_noise
 from .rules import guide, guide_initial
 
