@@ -7,11 +7,18 @@ recursions: [`particle_filter`][markovppl.particles.particle_filter] runs SMC on
 [`bootstrap_lgssm`][markovppl.particles.bootstrap_lgssm]).
 """
 
+from .csmc import CSMCInfo, ParticleGibbsInfo, ParticleGibbsState, conditional_smc, particle_gibbs_init, particle_gibbs_step
 from .feynman_kac import FeynmanKac, bootstrap_hmm, bootstrap_lgssm
 from .resampling import conditional, multinomial, normalized_weights, residual, stratified, systematic
 from .smc import ParticleFilterResult, particle_filter
 
 __all__ = [
+    "CSMCInfo",
+    "ParticleGibbsInfo",
+    "ParticleGibbsState",
+    "conditional_smc",
+    "particle_gibbs_init",
+    "particle_gibbs_step",
     "FeynmanKac",
     "ParticleFilterResult",
     "bootstrap_hmm",
