@@ -9,8 +9,10 @@ recursions: [`particle_filter`][markovppl.particles.particle_filter] runs SMC on
 
 from .csmc import CSMCInfo, ParticleGibbsInfo, ParticleGibbsState, conditional_smc, particle_gibbs_init, particle_gibbs_step
 from .feynman_kac import FeynmanKac, bootstrap_hmm, bootstrap_lgssm
+from .proposals import guided_hmm, guided_lgssm, proposal_model
 from .resampling import conditional, multinomial, normalized_weights, residual, stratified, systematic
 from .smc import ParticleFilterResult, particle_filter
+from .state_space import MarkovPathPrior, ObservationLaw, StateSpaceModel
 
 __all__ = [
     "CSMCInfo",
@@ -20,13 +22,19 @@ __all__ = [
     "particle_gibbs_init",
     "particle_gibbs_step",
     "FeynmanKac",
+    "MarkovPathPrior",
+    "ObservationLaw",
     "ParticleFilterResult",
+    "StateSpaceModel",
     "bootstrap_hmm",
     "bootstrap_lgssm",
     "conditional",
+    "guided_hmm",
+    "guided_lgssm",
     "multinomial",
     "normalized_weights",
     "particle_filter",
+    "proposal_model",
     "residual",
     "stratified",
     "systematic",
