@@ -128,3 +128,93 @@ def test_float32_kernel_smoke():
     np.testing.assert_allclose(np.asarray(p), scipy.linalg.expm(2.0 * Q3), atol=2e-6)
     stiff = expm_generator(jnp.asarray([[-1e5, 1e5], [1e-3, -1e-3]], jnp.float32), jnp.float32(1e4))
     np.testing.assert_allclose(np.asarray(stiff), scipy.linalg.expm(1e4 * np.array([[-1e5, 1e5], [1e-3, -1e-3]])), rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- endpoint-conditioned paths
+
+from markovppl.jump import bridge as jb  # noqa: E402
+
+
+def van_loan_moments(q, ell, a, b):
+    """Exact E[occupation time in i | a, b] (K,) and E[number of i -> j jumps | a, b] (K, K) from the
+    Van Loan integrals int_0^l e^{tQ} E_ij e^{(l-t)Q} dt = upper-right block of expm(l [[Q, E_ij], [0, Q]])."""
+    k = q.shape[0]
+    p_ab = scipy.linalg.expm(ell * q)[a, b]
+
+    def integral(i, j):
+        e = np.zeros((k, k))
+        e[i, j] = 1.0
+        big = np.block([[q, e], [np.zeros((k, k)), q]])
+        return scipy.linalg.expm(ell * big)[:k, k:][a, b]
+
+    occupation = np.array([integral(i, i) for i in range(k)]) / p_ab
+    jumps = np.array([[q[i, j] * integral(i, j) if i != j else 0.0 for j in range(k)] for i in range(k)]) / p_ab
+    return occupation, jumps
+
+
+def bridge_z_scores(path, q, ell, a, b):
+    k = q.shape[0]
+    occ = np.asarray(jb.occupation_times(path, k))
+    counts = np.asarray(jb.transition_counts(path, k)).reshape(len(occ), -1).astype(float)
+    stats_ = np.concatenate([occ, counts, counts.sum(1, keepdims=True)], 1)
+    e_occ, e_jumps = van_loan_moments(q, ell, a, b)
+    expected = np.concatenate([e_occ, e_jumps.reshape(-1), [e_jumps.sum()]])
+    sd = stats_.std(0) / np.sqrt(len(stats_))
+    ok = sd > 0
+    assert np.all(np.abs(stats_.mean(0) - expected)[~ok] < 1e-12)   # e.g. the zero diagonal of the counts
+    return (stats_.mean(0)[ok] - expected[ok]) / sd[ok]
+
+
+def broken_bridge(key, q, ell, a, b, max_jumps):
+    """Deliberately wrong: the number of uniformised events from its *unconditional* Poisson law."""
+    q = jnp.asarray(q)
+    mu = float(np.max(-np.diag(q)))
+    r = jnp.eye(q.shape[0]) + q / mu
+    v = jnp.stack([jnp.linalg.matrix_power(r, n)[:, b] for n in range(max_jumps + 1)])
+
+    def one(kk):
+        k_n, k_t, k_z = jax.random.split(kk, 3)
+        count = jnp.minimum(jax.random.poisson(k_n, mu * ell), max_jumps)
+        return jb._bridge_given_count(k_t, k_z, r, v, jnp.asarray(a), jnp.asarray(b), count, jnp.asarray(ell), max_jumps)
+
+    times, states, num = jax.vmap(one)(key)
+    n = times.shape[0]
+    return jb.JumpPath(jnp.full(n, a), times, states, num, jnp.zeros(n, bool), jnp.zeros(n), jnp.full(n, ell))
+
+
+@pytest.mark.smoke
+def test_bridge_reproduces_van_loan_jump_counts_and_occupation_times_and_a_broken_bridge_fails():
+    n = 4000
+    cases = [(Q3, 1.5, 0, 2), (Q3, 0.4, 1, 1), (np.array([[-3.0, 3.0], [0.5, -0.5]]), 2.0, 1, 0)]
+    broken_z = []
+    for i, (q, ell, a, b) in enumerate(cases):
+        m = jb.suggest_max_jumps(q, ell)
+        path = jb.sample_bridge(jax.random.PRNGKey(10 + i), q, ell, jnp.full(n, a), b, m)
+        assert not bool(path.overflow.any())
+        assert np.all(np.asarray(path.states)[np.arange(n), np.maximum(np.asarray(path.num_jumps) - 1, 0)][np.asarray(path.num_jumps) > 0] == b)
+        assert np.all(np.diff(np.asarray(path.times), axis=-1) >= 0) and float(path.times.max()) <= ell
+        z = bridge_z_scores(path, q, ell, a, b)
+        assert np.max(np.abs(z)) < 4.5, z
+        # the same statistics reject a bridge that draws its event count ignoring the endpoints
+        bad = broken_bridge(jax.random.split(jax.random.PRNGKey(20 + i), n), q, ell, a, b, m)
+        broken_z.append(np.max(np.abs(bridge_z_scores(bad, q, ell, a, b))))
+    assert broken_z[0] > 4.5, broken_z   # a -> b != a: the count law matters most
+
+
+def test_bridge_overflow_flag_stiff_generator_and_path_helpers():
+    q = np.array([[-50.0, 50.0], [40.0, -40.0]])
+    path = jb.sample_bridge(jax.random.PRNGKey(0), q, 1.0, jnp.zeros(200, int), 0, max_jumps=10)
+    assert bool(path.overflow.all())          # ~90 events are needed on average
+    m = jb.suggest_max_jumps(q, 1.0)
+    path = jb.sample_bridge(jax.random.PRNGKey(1), q, 1.0, jnp.zeros(2000, int), 0, max_jumps=m)
+    assert not bool(path.overflow.any())
+    z = bridge_z_scores(path, q, 1.0, 0, 0)
+    assert np.max(np.abs(z)) < 4.5, z
+    # states at given times agree with the jump list; start/end states are the conditioned ones
+    t = jnp.linspace(0.0, 1.0, 7)
+    s = jb.path_state_at(path, jnp.broadcast_to(t, (2000, 7)))
+    assert np.all(np.asarray(s[:, 0]) == 0) and np.all(np.asarray(s[:, -1]) == 0)
+    with pytest.raises(ValueError, match="max_jumps"):
+        jb.sample_bridge(jax.random.PRNGKey(0), q, 1.0, 0, 0, max_jumps=0)
+    with pytest.raises(ValueError, match="negative off-diagonal"):
+        jb.sample_bridge(jax.random.PRNGKey(0), -q, 1.0, 0, 0, max_jumps=5)

@@ -97,7 +97,7 @@ def _expm_nonnegative(a, degree: int, theta: float):
     b = a / 2.0**s
     m = mu / 2.0**s
     m_safe = jnp.where(m > 0, m, 1.0)
-    r = eye + b / m_safe  # uniformised jump matrix, non-negative
+    r = jnp.maximum(eye + b / m_safe, 0.0)  # uniformised jump matrix, non-negative (no -1e-17 from 1 - m/m)
     p = eye
     for n in range(degree, 0, -1):  # Horner: sum_n (m R)^n / n!
         p = eye + (m / n) * (r @ p)
