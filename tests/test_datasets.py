@@ -5,7 +5,14 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from markovppl.datasets import TimeSeriesData, load_earthquakes, load_gnp_growth, load_nile, load_us_inflation
+from markovppl.datasets import (
+    TimeSeriesData,
+    load_earthquakes,
+    load_gnp_growth,
+    load_nile,
+    load_us_inflation,
+    load_us_recessions,
+)
 
 
 @pytest.mark.smoke
@@ -54,7 +61,22 @@ def test_us_inflation_shape_dtype_values_and_sum():
     assert data.time[0] == 1959.25 and data.time[-1] == 2009.5  # 1959Q2 .. 2009Q3
 
 
-@pytest.mark.parametrize(("loader", "step"), [(load_gnp_growth, 0.25), (load_us_inflation, 0.25)])
+def test_us_recessions_align_with_gnp_and_match_nber_turning_points():
+    rec, gnp = load_us_recessions(), load_gnp_growth()
+    np.testing.assert_array_equal(rec.time, gnp.time)
+    assert rec.values.dtype == np.int64 and set(rec.values.tolist()) == {0, 1}
+    # NBER quarterly peaks / troughs: recession = quarter after the peak .. the trough quarter
+    turns = [(1953.25, 1954.25), (1957.5, 1958.25), (1960.25, 1961.0), (1969.75, 1970.75),
+             (1973.75, 1975.0), (1980.0, 1980.5), (1981.5, 1982.75)]
+    expected = np.zeros(135, int)
+    for peak, trough in turns:
+        expected[(rec.time > peak) & (rec.time <= trough)] = 1
+    np.testing.assert_array_equal(rec.values, expected)
+    # recessions have lower GNP growth on average (Hamilton's regimes)
+    assert gnp.values[rec.values == 1].mean() < 0 < gnp.values[rec.values == 0].mean()
+
+
+@pytest.mark.parametrize(("loader", "step"), [(load_gnp_growth, 0.25), (load_us_inflation, 0.25), (load_us_recessions, 0.25)])
 def test_quarters_are_contiguous(loader, step):
     data = loader()
     np.testing.assert_allclose(np.diff(data.time), step, atol=1e-9)
@@ -68,7 +90,7 @@ def test_years_are_contiguous(loader):
     np.testing.assert_array_equal(np.diff(data.time), 1)
 
 
-@pytest.mark.parametrize("loader", [load_earthquakes, load_nile, load_gnp_growth, load_us_inflation])
+@pytest.mark.parametrize("loader", [load_earthquakes, load_nile, load_gnp_growth, load_us_inflation, load_us_recessions])
 def test_provenance_fields_are_filled(loader):
     data = loader()
     for field in ("name", "units", "source", "license", "citation"):

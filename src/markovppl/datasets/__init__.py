@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["TimeSeriesData", "load_earthquakes", "load_gnp_growth", "load_nile", "load_us_inflation"]
+__all__ = ["TimeSeriesData", "load_earthquakes", "load_gnp_growth", "load_nile", "load_us_inflation", "load_us_recessions"]
 
 
 class TimeSeriesData(NamedTuple):
@@ -208,6 +208,63 @@ def load_gnp_growth() -> TimeSeriesData:
         citation=(
             "Hamilton, J. D. (1989). A new approach to the economic analysis of nonstationary "
             "time series and the business cycle. Econometrica 57(2), 357-384."
+        ),
+    )
+
+
+def load_us_recessions() -> TimeSeriesData:
+    """NBER recession indicator for the quarters of ``load_gnp_growth``, 1951Q2-1984Q4.
+
+    135 quarterly 0/1 values: 1 if the quarter lies in a recession of the NBER
+    business-cycle chronology, 0 in an expansion. Recession quarters run from
+    the quarter after a peak through the quarter of the trough (the
+    convention of FRED's ``USRECQ``). Peaks / troughs (quarterly): 1953Q2 /
+    1954Q2, 1957Q3 / 1958Q2, 1960Q2 / 1961Q1, 1969Q4 / 1970Q4, 1973Q4 /
+    1975Q1, 1980Q1 / 1980Q3, 1981Q3 / 1982Q4 (26 recession quarters). Paired
+    with ``load_gnp_growth`` (same ``time`` axis) it gives a series whose
+    hidden regime X (recession) and observation Y (GNP growth) are both
+    recorded, e.g. for conformal prediction of the regime
+    (``markovppl.conformal``).
+
+    Source:
+        National Bureau of Economic Research, "US Business Cycle Expansions
+        and Contractions" (https://www.nber.org/research/business-cycle-dating),
+        quarterly peak and trough dates; the 0/1 indicator was derived from
+        those dates for this package.
+
+    License:
+        Factual dates (not subject to copyright); the derived indicator is
+        distributed with markovppl under its MIT licence.
+
+    Citation:
+        National Bureau of Economic Research (2023). US Business Cycle
+        Expansions and Contractions. Cambridge, MA: NBER.
+
+    Returns:
+        TimeSeriesData: ``time`` holds fractional years (``float64``, as in
+        ``load_gnp_growth``) and ``values`` the indicator (``int64``).
+
+    Examples:
+        >>> data = load_us_recessions()
+        >>> data.values.shape, int(data.values.sum())
+        ((135,), 26)
+        >>> data.time[data.values == 1][:4].tolist()    # 1953Q3 .. 1954Q2
+        [1953.5, 1953.75, 1954.0, 1954.25]
+    """
+    time, values = _read_csv("us_recessions.csv", np.int64, np.float64)
+    return TimeSeriesData(
+        time=time,
+        values=values,
+        name="us_recessions",
+        units="1 = recession quarter, 0 = expansion (NBER chronology)",
+        source=(
+            "NBER business-cycle reference dates (US Business Cycle Expansions and Contractions, "
+            "quarterly peaks and troughs); indicator derived for markovppl"
+        ),
+        license="factual dates (not copyrightable); derived indicator under the markovppl MIT licence",
+        citation=(
+            "National Bureau of Economic Research (2023). US Business Cycle Expansions and Contractions. "
+            "Cambridge, MA: NBER. https://www.nber.org/research/business-cycle-dating"
         ),
     )
 
