@@ -218,3 +218,138 @@ def test_bridge_overflow_flag_stiff_generator_and_path_helpers():
         jb.sample_bridge(jax.random.PRNGKey(0), q, 1.0, 0, 0, max_jumps=0)
     with pytest.raises(ValueError, match="negative off-diagonal"):
         jb.sample_bridge(jax.random.PRNGKey(0), -q, 1.0, 0, 0, max_jumps=5)
+
+
+# ----------------------------------------------------------------------------- the MarkovJumpProcess family
+
+import numpyro.distributions as dist  # noqa: E402
+from scipy import stats  # noqa: E402
+
+import oracles  # noqa: E402
+from markovppl.families.mjp import MarkovJumpProcess  # noqa: E402
+
+MEANS3 = np.array([-1.0, 0.5, 2.0])
+PI3 = np.array([0.5, 0.3, 0.2])
+
+
+def scipy_transitions(q, times):
+    return np.stack([scipy.linalg.expm(dt * q) for dt in np.diff(times)]) if len(times) > 1 else np.zeros((0,) + q.shape)
+
+
+def scipy_loglik(y, sd=0.8):
+    ll = stats.norm.logpdf(np.asarray(y)[:, None], MEANS3, sd)
+    return np.where(np.isnan(ll), 0.0, ll)
+
+
+def scipy_mjp(pi0, q, times, y, start_time=None):
+    """Forward algorithm with SciPy expm transition matrices (no JAX)."""
+    pi = pi0 if start_time is None else pi0 @ scipy.linalg.expm((times[0] - start_time) * q)
+    return oracles.hmm_forward(pi, scipy_transitions(q, times), scipy_loglik(y))["log_evidence"]
+
+
+def irregular_data(seed=0, n=12):
+    rng = np.random.default_rng(seed)
+    times = np.cumsum(rng.exponential(0.7, n)) + 0.3
+    x = [rng.choice(3, p=PI3)]
+    for dt in np.diff(times):
+        x.append(rng.choice(3, p=scipy.linalg.expm(dt * Q3)[x[-1]]))
+    y = rng.normal(MEANS3[np.array(x)], 0.8)
+    return times, y
+
+
+def mjp3(q=Q3, times=None, **kw):
+    return MarkovJumpProcess(jnp.asarray(PI3), jnp.asarray(q), dist.Normal(jnp.asarray(MEANS3), 0.8), times, **kw)
+
+
+@pytest.mark.smoke
+def test_irregular_time_evidence_matches_scipy_expm_forward_algorithm():
+    times, y = irregular_data()
+    assert rel_err(mjp3(times=times).log_prob(y), scipy_mjp(PI3, Q3, times, y)) < 1e-10
+    assert rel_err(mjp3(times=times, start_time=-1.3).log_prob(y), scipy_mjp(PI3, Q3, times, y, start_time=-1.3)) < 1e-10
+    # missing observations (NaN and flags), repeated times, a single observation, a stiff generator
+    y_miss = y.copy()
+    y_miss[[2, 7]] = np.nan
+    assert rel_err(mjp3(times=times).log_prob(y_miss), scipy_mjp(PI3, Q3, times, y_miss)) < 1e-10
+    flags = np.zeros(len(y), bool)
+    flags[[2, 7]] = True
+    assert rel_err(mjp3(times=times, missing=flags).log_prob(y), scipy_mjp(PI3, Q3, times, y_miss)) < 1e-10
+    t_rep = times.copy()
+    t_rep[4] = t_rep[3]
+    assert rel_err(mjp3(times=t_rep).log_prob(y), scipy_mjp(PI3, Q3, t_rep, y)) < 1e-10
+    assert rel_err(mjp3(times=times[:1]).log_prob(y[:1]), scipy_mjp(PI3, Q3, times[:1], y[:1])) < 1e-10
+    stiff = np.array([[-2e3, 2e3, 0.0], [1e-2, -1e-2 - 5.0, 5.0], [300.0, 0.0, -300.0]])
+    assert rel_err(mjp3(q=stiff, times=times).log_prob(y), scipy_mjp(PI3, stiff, times, y)) < 1e-9
+    # filter / smooth / Viterbi / log_predictive agree with the oracle forward-backward on the expm chain
+    d = mjp3(times=times)
+    fb = oracles.hmm_forward_backward(PI3, scipy_transitions(Q3, times), scipy_loglik(y))
+    np.testing.assert_allclose(d.smooth(y).smoothed_probs, fb["marginals"], atol=1e-10)
+    np.testing.assert_allclose(d.smooth(y).pairwise_probs, fb["pairwise"], atol=1e-10)
+    np.testing.assert_allclose(d.filter(y).filtered_probs, fb["filtered"], atol=1e-10)
+    np.testing.assert_allclose(d.log_predictive(y).sum(), fb["log_evidence"], rtol=1e-10)
+    assert np.array_equal(d.posterior_mode(y), oracles.hmm_viterbi(PI3, scipy_transitions(Q3, times), scipy_loglik(y))["map_path"])
+
+
+def test_invalid_times_and_generators_raise_clear_errors():
+    times, y = irregular_data()
+    with pytest.raises(ValueError, match="sorted"):
+        mjp3(times=times[::-1])
+    with pytest.raises(ValueError, match="empty"):
+        mjp3(times=np.zeros(0))
+    with pytest.raises(ValueError, match="NaN"):
+        mjp3(times=np.array([0.0, np.nan]))
+    with pytest.raises(ValueError, match="start_time"):
+        mjp3(times=times, start_time=times[0] + 1.0)
+    with pytest.raises(ValueError, match="negative off-diagonal"):
+        mjp3(q=-Q3, times=times)
+    with pytest.raises(ValueError, match="rows summing to zero"):
+        mjp3(q=Q3 + 0.1, times=times)
+    with pytest.raises(ValueError, match="steps"):
+        mjp3(times=times).log_prob(y[:-1])
+    with pytest.raises(ValueError, match="times_ahead"):
+        mjp3(times=times).forecast(y, np.array([times[-1] - 1.0]))
+
+
+def test_forecast_sampling_shapes_and_posterior_skeleton_are_consistent():
+    times, y = irregular_data(1)
+    d = mjp3(times=times)
+    ahead = times[-1] + np.array([0.5, 2.0])
+    fc = d.forecast(y, ahead)
+    last = oracles.hmm_forward(PI3, scipy_transitions(Q3, times), scipy_loglik(y))["filtered"][-1]
+    np.testing.assert_allclose(fc.state_probs, np.stack([last @ scipy.linalg.expm(h * Q3) for h in ahead - times[-1]]), atol=1e-12)
+    states, obs = d.sample_with_states(jax.random.PRNGKey(0), (7,))
+    assert states.shape == (7, len(times)) and obs.shape == (7, len(times))
+    path, obs2 = d.sample_path(jax.random.PRNGKey(1), max_jumps=jb.suggest_max_jumps(Q3, np.diff(times).max()))
+    assert obs2.shape == (len(times),) and not bool(path.overflow)
+    # batched times: one irregular grid per subject
+    t2 = np.stack([times, times * 1.5])
+    batched = mjp3(times=t2)
+    assert batched.batch_shape == (2,)
+    np.testing.assert_allclose(batched.log_prob(np.stack([y, y])), [scipy_mjp(PI3, Q3, t, y) for t in t2], rtol=1e-10)
+
+
+def test_posterior_paths_reproduce_exact_expected_occupation_and_jumps_given_observations():
+    times, y = irregular_data(2, n=5)
+    d = mjp3(times=times)
+    fb = oracles.hmm_forward_backward(PI3, scipy_transitions(Q3, times), scipy_loglik(y))
+    e_occ, e_jumps = np.zeros(3), np.zeros((3, 3))
+    for k, dt in enumerate(np.diff(times)):  # E[stat | y] = sum_{a,b} p(x_k = a, x_k+1 = b | y) E[stat | a, b]
+        for a in range(3):
+            for b in range(3):
+                occ, jumps = van_loan_moments(Q3, dt, a, b)
+                e_occ += fb["pairwise"][k, a, b] * occ
+                e_jumps += fb["pairwise"][k, a, b] * jumps
+    n = 3000
+    path = d.posterior_path(jax.random.PRNGKey(5), y, max_jumps=jb.suggest_max_jumps(Q3, np.diff(times).max()), sample_shape=(n,))
+    assert not bool(path.overflow.any())
+    occ = np.asarray(jb.occupation_times(path, 3))
+    np.testing.assert_allclose(occ.sum(1), times[-1] - times[0], rtol=1e-12)
+    counts = np.asarray(jb.transition_counts(path, 3)).reshape(n, 9).astype(float)
+    stat = np.concatenate([occ, counts[:, [1, 2, 3, 5, 6, 7]]], 1)
+    expected = np.concatenate([e_occ, e_jumps.reshape(9)[[1, 2, 3, 5, 6, 7]]])
+    z = (stat.mean(0) - expected) / (stat.std(0) / np.sqrt(n))
+    assert np.max(np.abs(z)) < 4.5, z
+    # the path passes through the posterior skeleton: states at the observation times match its law
+    at_obs = np.asarray(jb.path_state_at(path, jnp.broadcast_to(jnp.asarray(times), (n, len(times)))))
+    freq = np.stack([(at_obs == k).mean(0) for k in range(3)], -1)
+    se = np.sqrt(fb["marginals"] * (1 - fb["marginals"]) / n) + 1e-12
+    assert np.max(np.abs(freq - fb["marginals"]) / se) < 4.5

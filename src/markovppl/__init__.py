@@ -7,6 +7,8 @@ finite-state and linear-Gaussian chains; see the documentation for the model fam
 from . import backward, datasets, diagnostics, guided, infer, kernels, messages, particles
 from .backward import backward_filter, backward_filter_parallel
 from .diagnostics import to_inference_data
+from . import jump
+from .families.mjp import MarkovJumpProcess
 from .families import HMM, LinearGaussianSSM, stationary_distribution
 from .guided import forward_guide
 from .kernels import time_varying
@@ -16,6 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "HMM",
     "LinearGaussianSSM",
+    "MarkovJumpProcess",
     "backward",
     "backward_filter",
     "backward_filter_parallel",
@@ -24,6 +27,7 @@ __all__ = [
     "forward_guide",
     "guided",
     "infer",
+    "jump",
     "kernels",
     "messages",
     "particles",

@@ -2,8 +2,9 @@ r"""Ready-made model families: distributions over observation sequences built on
 
 from .hmm import HMM, HMMFilter, HMMForecast, HMMPosterior, stationary_distribution
 from .lgssm import LGSSMFilter, LGSSMForecast, LGSSMPosterior, LinearGaussianSSM
+from .mjp import MarkovJumpProcess, MJPForecast
 
 __all__ = [
     "HMM", "HMMFilter", "HMMForecast", "HMMPosterior", "LGSSMFilter", "LGSSMForecast", "LGSSMPosterior",
-    "LinearGaussianSSM", "stationary_distribution",
+    "LinearGaussianSSM", "MarkovJumpProcess", "MJPForecast", "stationary_distribution",
 ]
