@@ -9,12 +9,17 @@ recursions: [`particle_filter`][markovppl.particles.particle_filter] runs SMC on
 
 from .csmc import CSMCInfo, ParticleGibbsInfo, ParticleGibbsState, conditional_smc, particle_gibbs_init, particle_gibbs_step
 from .feynman_kac import FeynmanKac, bootstrap_hmm, bootstrap_lgssm
+from .paris import ConditionalPaRISResult, PaRISResult, conditional_paris, paris_smoother
 from .proposals import guided_hmm, guided_lgssm, proposal_model
 from .resampling import conditional, multinomial, normalized_weights, residual, stratified, systematic
 from .smc import ParticleFilterResult, particle_filter
 from .state_space import MarkovPathPrior, ObservationLaw, StateSpaceModel
 
 __all__ = [
+    "ConditionalPaRISResult",
+    "PaRISResult",
+    "conditional_paris",
+    "paris_smoother",
     "CSMCInfo",
     "ParticleGibbsInfo",
     "ParticleGibbsState",
