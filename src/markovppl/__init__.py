@@ -9,13 +9,16 @@ from .backward import backward_filter, backward_filter_parallel
 from .diagnostics import to_inference_data
 from . import jump
 from .families.mjp import MarkovJumpProcess
-from .families import HMM, LinearGaussianSSM, stationary_distribution
+from . import graph
+from .families import HMM, DiscreteTree, GaussianTree, LinearGaussianSSM, stationary_distribution
 from .guided import forward_guide
 from .kernels import time_varying
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DiscreteTree",
+    "GaussianTree",
     "HMM",
     "LinearGaussianSSM",
     "MarkovJumpProcess",
@@ -25,6 +28,7 @@ __all__ = [
     "datasets",
     "diagnostics",
     "forward_guide",
+    "graph",
     "guided",
     "infer",
     "jump",

@@ -3,8 +3,9 @@ r"""Ready-made model families: distributions over observation sequences built on
 from .hmm import HMM, HMMFilter, HMMForecast, HMMPosterior, stationary_distribution
 from .lgssm import LGSSMFilter, LGSSMForecast, LGSSMPosterior, LinearGaussianSSM
 from .mjp import MarkovJumpProcess, MJPForecast
+from .tree import DiscreteTree, GaussianTree, TreePosterior
 
 __all__ = [
     "HMM", "HMMFilter", "HMMForecast", "HMMPosterior", "LGSSMFilter", "LGSSMForecast", "LGSSMPosterior",
-    "LinearGaussianSSM", "MarkovJumpProcess", "MJPForecast", "stationary_distribution",
+    "LinearGaussianSSM", "MarkovJumpProcess", "MJPForecast", "stationary_distribution", "DiscreteTree", "GaussianTree", "TreePosterior",
 ]
