@@ -8,6 +8,7 @@ import pytest
 from markovppl.datasets import (
     TimeSeriesData,
     load_earthquakes,
+    load_gbp_usd,
     load_gnp_growth,
     load_nile,
     load_us_inflation,
@@ -115,3 +116,22 @@ def test_data_read_from_package_resources(loader, filename, header):
     data = loader()
     np.testing.assert_array_equal(data.time, [data.time.dtype.type(float(r[0])) for r in rows])
     np.testing.assert_array_equal(data.values, [float(r[1]) for r in rows])
+
+
+def test_gbp_usd_returns_match_the_particles_preprocessing():
+    # 100 * diff(log(rate)) of the 751 rates, as particles 0.4 computes them from its own copy of the file
+    # (sum and first value derived with numpy from particles/datasets/GBP_vs_USD_9798.txt)
+    data = load_gbp_usd()
+    assert isinstance(data, TimeSeriesData)
+    assert data.values.shape == data.time.shape == (750,)
+    assert data.values[0] == pytest.approx(-0.23976373, abs=1e-8)
+    assert data.values.sum() == pytest.approx(4.309140881587508, abs=1e-9)
+    assert data.values.std() == pytest.approx(0.4668211073952862, abs=1e-9)
+    assert np.all(np.diff(data.time) > 0) and np.all(np.diff(data.time) < 6 / 365)  # trading days, ordered
+    assert 1997.0 < data.time[0] < 1997.01 and 1999.99 < data.time[-1] < 2000.0
+    rows = resources.files("markovppl.datasets").joinpath("data", "gbp_usd.csv").read_text().splitlines()
+    assert rows[0] == "date,gbp_per_usd" and rows[1] == "1997-01-02,0.59296" and len(rows) == 752
+    for field in ("name", "units", "source", "license", "citation"):
+        assert getattr(data, field).strip()
+    for section in ("Source:", "License:", "Citation:", ">>>"):
+        assert section in load_gbp_usd.__doc__

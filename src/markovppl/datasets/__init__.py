@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["TimeSeriesData", "load_earthquakes", "load_gnp_growth", "load_nile", "load_us_inflation", "load_us_recessions"]
+__all__ = ["TimeSeriesData", "load_earthquakes", "load_gbp_usd", "load_gnp_growth", "load_nile", "load_us_inflation",
+           "load_us_recessions"]
 
 
 class TimeSeriesData(NamedTuple):
@@ -321,5 +322,72 @@ def load_us_inflation() -> TimeSeriesData:
         citation=(
             "U.S. Bureau of Labor Statistics, Consumer Price Index for All Urban Consumers (CPIAUCSL), "
             "via FRED, Federal Reserve Bank of St. Louis; compiled by S. Seabold for statsmodels.datasets.macrodata."
+        ),
+    )
+
+
+def load_gbp_usd() -> TimeSeriesData:
+    """Daily log-returns of the GBP/USD exchange rate, 1997-01-03 to 1999-12-31.
+
+    750 values of ``100 * ln(r_t / r_{t-1})`` (percent), computed from 751
+    daily noon rates ``r_t`` in pounds sterling per US dollar (trading days
+    from 1997-01-02), as the ``particles`` package preprocesses its
+    ``GBP_vs_USD_9798`` data set for its stochastic-volatility examples
+    (despite the name, the file covers 1997-1999). The raw rates ship in
+    ``markovppl/datasets/data/gbp_usd.csv`` (columns ``date,gbp_per_usd``).
+
+    Source:
+        PACIFIC Exchange Rate Service (W. Antweiler, Sauder School of
+        Business, University of British Columbia); numbers as shipped in
+        the ``particles`` package 0.4 (``particles/datasets/GBP_vs_USD_9798.txt``).
+
+    License:
+        Redistributed from ``particles`` 0.4, released under the MIT licence
+        (Copyright (c) 2018-2020 Nicolas Chopin). The original file carries
+        the notice "(C) 2015 by Prof. Werner Antweiler, University of British
+        Columbia, Vancouver BC, Canada"; exchange rates are factual data.
+
+    Citation:
+        Antweiler, W. PACIFIC Exchange Rate Service, Sauder School of
+        Business, University of British Columbia. Chopin, N. and
+        Papaspiliopoulos, O. (2020). *An Introduction to Sequential Monte
+        Carlo*. Springer (the ``particles`` package).
+
+    Returns:
+        TimeSeriesData: ``time`` holds fractional years (``float64``; day
+        ``d`` of year ``Y`` is ``Y + (d - 1) / days_in_Y``) of the second day
+        of each return and ``values`` the returns (``float64``).
+
+    Examples:
+        >>> data = load_gbp_usd()
+        >>> data.values.shape, round(float(data.values[0]), 4)
+        ((750,), -0.2398)
+        >>> round(float(data.time[0]), 4), round(float(data.time[-1]), 4)
+        (1997.0055, 1999.9973)
+    """
+    text = resources.files(__name__).joinpath("data", "gbp_usd.csv").read_text(encoding="utf-8")
+    rows = [line.split(",") for line in text.splitlines()[1:] if line.strip()]
+    dates = np.array([r[0] for r in rows], dtype="datetime64[D]")
+    rates = np.array([float(r[1]) for r in rows], dtype=np.float64)
+    years = dates.astype("datetime64[Y]")
+    start = years.astype("datetime64[D]")
+    length = (years + 1).astype("datetime64[D]") - start
+    time = years.astype(np.int64) + 1970 + (dates - start).astype(np.float64) / length.astype(np.float64)
+    return TimeSeriesData(
+        time=time[1:],
+        values=100.0 * np.diff(np.log(rates)),
+        name="gbp_usd",
+        units="percent per trading day (100 x change in log GBP per USD)",
+        source=(
+            "PACIFIC Exchange Rate Service (W. Antweiler, UBC); numbers as shipped in particles 0.4 "
+            "(particles/datasets/GBP_vs_USD_9798.txt)"
+        ),
+        license=(
+            "redistributed from particles 0.4 (MIT licence, (c) 2018-2020 Nicolas Chopin); source file notice "
+            "'(C) 2015 by Prof. Werner Antweiler, University of British Columbia'; factual data"
+        ),
+        citation=(
+            "Antweiler, W. PACIFIC Exchange Rate Service, Sauder School of Business, University of British Columbia. "
+            "Chopin, N. and Papaspiliopoulos, O. (2020). An Introduction to Sequential Monte Carlo. Springer."
         ),
     )
