@@ -260,17 +260,20 @@ def test_null_p_values_uniform():
 @pytest.mark.smoke
 def test_original_anchoring_under_covers_and_corrected_does_not():
     """T-B5: the reference code's shifted window (pair blocks, p = #{S_pi >= S}/|G|) under-covers at
-    (T=50, p=0.1, b=0.9) — research notes measured 0.747 +- 0.009 — while the shipped method on the
-    same problems does not."""
-    t, r = 50, R
+    (T=50, p=0.1, b=0.9) — research notes measured 0.747 +- 0.009 with the authors' code, this
+    reproduction 0.753 +- 0.007 (M = 100, R = 4000, other seeds) — while the shipped method on the same
+    problems does not. R = 4000 here: the bound 0.775 is 3 SE above the defect's coverage, and the
+    z-score against 0.8 is expected near 7 (power > 0.999 for z > 3)."""
+    t, r = 50, 2 * R
+    se = np.sqrt(ALPHA * (1 - ALPHA) / r)
     x, y = simulate(5, r, t, 1, 0.1, 0.9)
     cp = BlockConformalHMM(2, confidence_level=1 - ALPHA, blocks="pair", n_permutations=M, random_state=5)
     cp.fit(x[:, :t], y[:, :t])
     truth = x[:, t]
     cov_orig = original_anchoring_sets(cp, y[:, t:])[np.arange(r), truth].mean()
-    assert cov_orig < 0.77 and (1 - ALPHA - cov_orig) / SE > 3.0, cov_orig
+    assert cov_orig < 0.775 and (1 - ALPHA - cov_orig) / se > 3.0, cov_orig
     ev = cp.evaluate(x[:, t:], y[:, t:])
-    assert ev["coverage"] >= 1 - ALPHA - 3 * SE, ev
+    assert abs(ev["coverage"] - (1 - ALPHA)) <= 3 * se, ev
 
 
 # --------------------------------------------------------------------------- T-B4 efficiency
@@ -430,3 +433,55 @@ def test_transition_counts_against_numpy():
         n = int(rng.integers(1, 16))
         expected = np.bincount(x[: n - 1] * 3 + x[1:n], minlength=9).reshape(3, 3)
         np.testing.assert_array_equal(np.asarray(transition_counts(x, n, 3)), expected)
+
+
+# --------------------------------------------------------------------------- examples
+def _load_example(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_recessions_runs_and_beats_the_trivial_set(capsys):
+    """The real-data example (NBER regime X, GNP growth Y): 95 rolling one-quarter predictions, 3 runs
+    of the method's randomness; its sets are smaller on average than the randomised-trivial 1.6."""
+    example = _load_example("conformal_recessions")
+    coverage, size = example.main(0.8, n_permutations=100, n_repeats=3)
+    assert "one-quarter-ahead regime predictions" in capsys.readouterr().out
+    assert 0.6 <= coverage <= 1.0 and size < 1.4
+
+
+def test_example_grid_runs():
+    example = _load_example("conformal_grid")
+    rows = example.grid(r=200, horizons=(1,), n_permutations=M)
+    assert len(rows) == 20
+    for h, p, b, blocks, cov, se, size in rows:
+        assert cov >= 0.8 - 4.5 * np.sqrt(0.16 / 200), (p, b, blocks, cov)
+
+
+# --------------------------------------------------------------------------- full grid (slow)
+@pytest.mark.slow
+def test_full_grid_coverage():
+    """The paper's grid: p in {0.1,...,0.9}, b in {0.75, 0.9}, T in {50, 100, 200}, H in {1, 2, 3},
+    state and pair blocks, R = 2000 each; every cell within 3.5 SE of 0.8 (180 cells: the largest of
+    180 |z| exceeds 3.5 with probability 0.08 if all are exact — results recorded in docs/conformal.md)."""
+    worst = []
+    for t in (50, 100, 200):
+        for h in (1, 2, 3):
+            for p in (0.1, 0.3, 0.5, 0.7, 0.9):
+                for b in (0.75, 0.9):
+                    x, y = simulate(1000 + t + 10 * h + int(100 * p) + int(10 * b), R, t, h, p, b)
+                    for blocks in ("state", "pair"):
+                        cp = BlockConformalHMM(2, confidence_level=1 - ALPHA, blocks=blocks, horizon=h,
+                                               n_permutations=M, random_state=t + h)
+                        ev = cp.fit(x[:, :t], y[:, :t]).evaluate(x[:, t:], y[:, t:])
+                        z = (ev["coverage"] - (1 - ALPHA)) / SE
+                        worst.append((abs(z), t, h, p, b, blocks, ev["coverage"], ev["set_size"]))
+                        print(t, h, p, b, blocks, round(ev["coverage"], 4), round(ev["set_size"], 3), round(z, 2), flush=True)
+    worst.sort(reverse=True)
+    assert worst[0][0] <= 3.5, worst[:3]

@@ -4,7 +4,7 @@ Backward filtering forward guiding (BFFG) gives exact evidence, smoothing and po
 finite-state and linear-Gaussian chains; see the documentation for the model families.
 """
 
-from . import backward, datasets, diagnostics, guided, infer, kernels, messages, particles
+from . import backward, conformal, datasets, diagnostics, guided, infer, kernels, messages, particles
 from .backward import backward_filter, backward_filter_parallel
 from .diagnostics import to_inference_data
 from . import jump
@@ -25,6 +25,7 @@ __all__ = [
     "backward",
     "backward_filter",
     "backward_filter_parallel",
+    "conformal",
     "datasets",
     "diagnostics",
     "forward_guide",

@@ -1,6 +1,6 @@
 r"""Conformal prediction of hidden states with exact finite-sample coverage (block conformal HMM).
 
-[`BlockConformalHMM`][markovppl.conformal.BlockConformalHMM] gives prediction sets for the next
+[`BlockConformalHMM`][markovppl.conformal.estimator.BlockConformalHMM] gives prediction sets for the next
 $H$ hidden states of a hidden Markov model from one fully observed calibration sequence, with
 marginal coverage $\ge 1 - \alpha$ under any mixture of HMMs (exactly $1 - \alpha$ with randomised
 tie-breaking). The building blocks are public: block decompositions and permutations

@@ -116,12 +116,20 @@ def chunk_size(cfg: CoreConfig, capacity: int, num_problems: int) -> int:
 @functools.lru_cache(maxsize=64)
 def compiled_p_values(cfg: CoreConfig, batch_size: int):
     """``jit`` of ``(keys (B,), states (B, N), obs (B, N, *ev), lengths (B,), new_obs (B, H, *ev), params)
-    -> p-values (B, K**H)``, cached per configuration."""
+    -> p-values (B, K**H)``, cached per configuration. Problems run ``batch_size`` at a time (``vmap``
+    inside a ``lax.map``); the batch is padded to a multiple of it so one body is compiled."""
 
     def run(keys, states, obs, lengths, new_obs, params):
-        def one(args):
-            return _problem_p_values(*args, params=params, cfg=cfg)
+        b = states.shape[0]
+        chunks = -(-b // batch_size)
+        pad = chunks * batch_size - b
 
-        return jax.lax.map(one, (keys, states, obs, lengths, new_obs), batch_size=batch_size)
+        def split(a):
+            a = jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)], 0) if pad else a
+            return a.reshape((chunks, batch_size) + a.shape[1:])
+
+        one = jax.vmap(lambda k, x, y, n, yn: _problem_p_values(k, x, y, n, yn, params, cfg))
+        out = jax.lax.map(lambda args: one(*args), tuple(split(a) for a in (keys, states, obs, lengths, new_obs)))
+        return out.reshape((chunks * batch_size,) + out.shape[2:])[:b]
 
     return jax.jit(run)

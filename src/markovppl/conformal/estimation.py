@@ -42,7 +42,7 @@ class EmissionFamily:
         statistics: $y \mapsto s(y)$, maps observations ``(*shape, *event)`` to ``(*shape, d)``.
         build: $(S, S_\text{all}) \mapsto$ emission, where $S$ ``(K, d)`` holds the per-state sums and
             $S_\text{all} = \sum_k S_k$ ``(d,)``; returns a NumPyro distribution with batch shape
-            ``(K,)`` (rightmost batch axis = state), as [`HMM`][markovppl.HMM] expects.
+            ``(K,)`` (rightmost batch axis = state), as [`HMM`][markovppl.families.hmm.HMM] expects.
         discrete: whether observations are symbols (needed for ``blocks="pair"``).
         event_ndim: number of event dimensions of one observation.
         num_symbols: for symbol observations, the alphabet size (observations outside

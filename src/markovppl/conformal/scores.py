@@ -2,14 +2,14 @@ r"""Nonconformity scores of a window $(x_0, y_0), \dots, (x_H, y_H)$ for block c
 
 The score of the final window of a sequence ranks the candidate against the windows that block
 permutations bring to the end. It may use the window and the permutation-invariant parameter
-estimates only. The built-in scores follow Nettasinghe et al. (2023): start an HMM at the window's
-first state, $p(x_0' ) = \hat P[x_0, \cdot]$ after one step, run it on $y_{1:H}$ under
+estimates only. The built-in scores follow Nettasinghe et al. (2023): condition on the window's
+first state $x_0$ (so $x_1$ has law $\hat P[x_0, \cdot]$), run the HMM on $y_{1:H}$ under
 $(\hat P, \hat e)$ and add up how improbable the window's states are,
 
 $$S = \sum_{t=1}^{H} \bigl(1 - \hat\pi_t(x_t)\bigr),$$
 
 with $\hat\pi_t$ the filtering marginal $p(x_t \mid x_0, y_{1:t})$ (``filter_score``) or the smoothing
-marginal $p(x_t \mid x_0, y_{1:H})$ (``smoother_score``). Both reuse [`HMM`][markovppl.HMM]. Large
+marginal $p(x_t \mid x_0, y_{1:H})$ (``smoother_score``). Both reuse [`HMM`][markovppl.families.hmm.HMM]. Large
 scores mean "nonconforming".
 
 A user score is any function with the same signature
