@@ -75,3 +75,37 @@ def test_bundled_model_fits_through_cli(name, tmp_path, monkeypatch, capsys):
         with open(png, "rb") as f:
             head = f.read(8)
         assert head == PNG_SIGNATURE and (out / png.rsplit("/", 1)[-1]).stat().st_size > 1000, png
+
+
+# models fitted by particle Gibbs (PARTICLE_GIBBS: NUTS on the parameters, conditional SMC on the path)
+PARTICLE_GALLERY = {
+    "lg_oracle": (["smoothed_states.png"], ["rho", "sigma_x", "sigma_y"]),
+    "growth": (["smoothed_states.png"], ["sigma_v", "sigma_w"]),
+    "stochastic_volatility": (["volatility.png"], ["mu", "phi", "sigma"]),
+}
+
+
+@pytest.mark.parametrize("name", ["lg_oracle", pytest.param("growth", marks=pytest.mark.slow),
+                                  pytest.param("stochastic_volatility", marks=pytest.mark.slow)])
+def test_particle_gibbs_model_fits_through_cli(name, tmp_path, capsys):
+    spec = load_model_file(bundled_models()[name])
+    assert spec.particle_gibbs and spec.particle_gibbs["site"] == "x"
+    out = tmp_path / name
+    assert cli.main(["fit", name, "--num-warmup", "30", "--num-samples", "20", "--chains", "1", "--no-progress",
+                     "--out", str(out)]) == 0
+    assert "max R-hat" in capsys.readouterr().out
+    idata = diagnostics.from_netcdf(out / f"{name}_idata.nc")
+    own_plots, var_names = PARTICLE_GALLERY[name]
+    posterior = diagnostics.get_group(idata, "posterior")
+    assert "x" not in posterior.data_vars
+    for var in var_names:
+        assert np.asarray(posterior[var]).shape[:2] == (1, 20) and np.all(np.isfinite(np.asarray(posterior[var])))
+    num_steps = np.asarray(spec.load_data()["y"]).shape[0]
+    latent = diagnostics.get_group(idata, "latent_posterior")["x"]
+    assert latent.dims == ("chain", "draw", "time") and latent.shape == (1, 20, num_steps)
+    stats = diagnostics.get_group(idata, "sample_stats")
+    assert stats["particle_ess"].shape == (1, 20, num_steps)
+    assert 0 < float(stats["renewal_rate"].mean()) <= 1
+    for png in ["trace.png", *own_plots]:
+        with open(out / png, "rb") as f:
+            assert f.read(8) == PNG_SIGNATURE

@@ -39,7 +39,8 @@ class FitResult(NamedTuple):
 
 def fit_model(model, data: dict, out_dir: str, *, name: str = "model", var_names=None, plots=None,
               nuts_options: dict | None = None, num_warmup: int = 500, num_samples: int = 500,
-              num_chains: int = 2, seed: int = 0, progress_bar: bool = True) -> FitResult:
+              num_chains: int = 2, seed: int = 0, progress_bar: bool = True,
+              particle_gibbs: dict | None = None) -> FitResult:
     """Run NUTS on ``model(y=data["y"])`` and write ``{name}_idata.nc``, ``summary.csv``, ``trace.png``
     and the model's own plots to ``out_dir``.
 
@@ -53,6 +54,11 @@ def fit_model(model, data: dict, out_dir: str, *, name: str = "model", var_names
         nuts_options: keyword arguments for ``numpyro.infer.NUTS``.
         num_warmup, num_samples, num_chains, seed, progress_bar: NUTS settings; chains run in parallel
             when enough devices exist (``numpyro.set_host_device_count``), else one after another.
+        particle_gibbs: ``{"site": ..., "num_particles": ...}`` (and other keyword arguments of
+            [`particle_gibbs_nuts`][markovppl.infer.particle_gibbs.particle_gibbs_nuts]) to move that
+            latent path site by conditional SMC and the other sites by NUTS; the path then goes to the
+            ``latent_posterior`` group (see
+            [`particle_gibbs_inference_data`][markovppl.infer.particle_gibbs.particle_gibbs_inference_data]).
 
     Returns:
         [`FitResult`][markovppl.fit.FitResult].
@@ -69,11 +75,20 @@ def fit_model(model, data: dict, out_dir: str, *, name: str = "model", var_names
     """
     y = jnp.asarray(data["y"])
     chain_method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
-    mcmc = MCMC(NUTS(model, **(nuts_options or {})), num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method=chain_method, progress_bar=progress_bar)
-    mcmc.run(jax.random.PRNGKey(seed), y=y, extra_fields=("diverging",))
     coords = {"time": np.asarray(data["time"])} if data.get("time") is not None else None
-    idata = diagnostics.to_inference_data(mcmc, jax.random.PRNGKey(seed + 1), coords=coords)
+    if particle_gibbs:
+        from .infer.particle_gibbs import PARTICLE_GIBBS_FIELDS, particle_gibbs_inference_data, particle_gibbs_nuts
+
+        kernel, fields = particle_gibbs_nuts(model, **particle_gibbs, **(nuts_options or {})), PARTICLE_GIBBS_FIELDS
+    else:
+        kernel, fields = NUTS(model, **(nuts_options or {})), ("diverging",)
+    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                chain_method=chain_method, progress_bar=progress_bar)
+    mcmc.run(jax.random.PRNGKey(seed), y=y, extra_fields=fields)
+    if particle_gibbs:
+        idata = particle_gibbs_inference_data(mcmc, particle_gibbs.get("site", "x"), coords=coords)
+    else:
+        idata = diagnostics.to_inference_data(mcmc, jax.random.PRNGKey(seed + 1), coords=coords)
     names = list(var_names) if var_names else None
     summary = diagnostics.summary(idata, var_names=names)
 

@@ -17,7 +17,10 @@ Optional names:
 * ``TIME_COLUMN`` — CSV column used for the time coordinate (default: none, steps are 0..T-1);
 * ``VAR_NAMES`` — parameters to summarise and trace-plot (default: every posterior variable);
 * ``plots(idata, data, out_dir) -> list[str]`` — write model-specific PNG plots, return their paths;
-* ``NUTS_OPTIONS`` — keyword arguments for ``numpyro.infer.NUTS`` (e.g. ``{"target_accept_prob": 0.95}``).
+* ``NUTS_OPTIONS`` — keyword arguments for ``numpyro.infer.NUTS`` (e.g. ``{"target_accept_prob": 0.95}``);
+* ``PARTICLE_GIBBS`` — for models without an exact likelihood whose latent path is a sample site from
+  ``StateSpaceModel.path_prior`` (see [`markovppl.infer.particle_gibbs`][markovppl.infer.particle_gibbs]):
+  ``{"site": "x", "num_particles": 64}`` fits by NUTS on the parameters and conditional SMC on the path.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ class ModelSpec(NamedTuple):
     plots: Callable | None
     nuts_options: dict
     module: ModuleType
+    particle_gibbs: dict | None = None
 
 
 def load_model_file(path: str | os.PathLike) -> ModelSpec:
@@ -128,6 +132,7 @@ def load_model_file(path: str | os.PathLike) -> ModelSpec:
         path, describe(path), module.model, module.load_data, getattr(module, "DATA_COLUMNS", None),
         getattr(module, "TIME_COLUMN", None), getattr(module, "VAR_NAMES", None), plots if callable(plots) else None,
         dict(getattr(module, "NUTS_OPTIONS", None) or {}), module,
+        dict(module.PARTICLE_GIBBS) if getattr(module, "PARTICLE_GIBBS", None) else None,
     )
 
 
