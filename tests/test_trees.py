@@ -406,3 +406,24 @@ def test_nuts_ou_rate_matches_quadrature_posterior():
     assert matches_quadrature(draws, mean, sd)
     # power: the same draws do not match the posterior under a nearby wrong leaf-noise variance (0.2 vs 0.1)
     assert not matches_quadrature(draws, wrong_mean, wrong_sd)
+
+
+# ------------------------------------------------------------------------------ gallery models
+@pytest.mark.parametrize("name,plot,var_names", [("ou_tree", "tree_node_means.png", ["alpha", "theta", "sigma", "tau"]),
+                                                 ("mk_tree", "tree_state_probs.png", ["q01", "q10"])])
+def test_tree_gallery_models_fit_through_cli(name, plot, var_names, tmp_path, capsys):
+    from markovppl import cli, diagnostics
+    from markovppl.modelfile import bundled_models, load_model_file
+
+    spec = load_model_file(bundled_models()[name])
+    assert spec.description and spec.var_names == var_names
+    out = tmp_path / name
+    assert cli.main(["fit", name, "--num-warmup", "30", "--num-samples", "20", "--chains", "1", "--no-progress",
+                     "--out", str(out)]) == 0
+    assert "max R-hat" in capsys.readouterr().out
+    posterior = diagnostics.get_group(diagnostics.from_netcdf(out / f"{name}_idata.nc"), "posterior")
+    for var in var_names:
+        values = np.asarray(posterior[var])
+        assert values.shape[:2] == (1, 20) and np.all(np.isfinite(values)), var
+    png = out / plot
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
