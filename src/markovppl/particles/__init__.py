@@ -9,6 +9,7 @@ recursions: [`particle_filter`][markovppl.particles.particle_filter] runs SMC on
 
 from .csmc import CSMCInfo, ParticleGibbsInfo, ParticleGibbsState, conditional_smc, particle_gibbs_init, particle_gibbs_step
 from .feynman_kac import FeynmanKac, bootstrap_hmm, bootstrap_lgssm
+from .learning import LearningResult, fisher_score_functional, markov_score_climbing, sa_mle, score_paris
 from .paris import ConditionalPaRISResult, PaRISResult, conditional_paris, paris_smoother
 from .proposals import guided_hmm, guided_lgssm, proposal_model
 from .ppg import (PPGInfo, PPGResult, PPGState, parisian_particle_gibbs, path_functional, ppg_init, ppg_step,
@@ -18,6 +19,11 @@ from .smc import ParticleFilterResult, particle_filter
 from .state_space import MarkovPathPrior, ObservationLaw, StateSpaceModel
 
 __all__ = [
+    "LearningResult",
+    "fisher_score_functional",
+    "markov_score_climbing",
+    "sa_mle",
+    "score_paris",
     "PPGInfo",
     "PPGResult",
     "PPGState",

@@ -45,6 +45,9 @@ class FeynmanKac(NamedTuple):
         log_m_bound: optional ``log_m_bound(t) -> scalar``, an upper bound of
             $\log m_t(x, x')$ over all $x, x'$ (for rejection-sampling backward kernels); ``None`` if
             none is known.
+        log_m0: optional ``log_m0(x0) -> (N,)``, the log density of $M_0$ at each particle (same
+            dominating measure as ``log_m``); needed where the initial law enters a score, e.g. the
+            Fisher-identity score of [`markovppl.particles.learning`][markovppl.particles.learning].
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -60,6 +63,7 @@ class FeynmanKac(NamedTuple):
     log_g: Callable
     log_m: Callable | None = None
     log_m_bound: Callable | None = None
+    log_m0: Callable | None = None
 
 
 def _check_unbatched(model, what: str) -> None:
@@ -80,7 +84,7 @@ def bootstrap_lgssm(ssm, obs) -> FeynmanKac:
     Returns:
         A [`FeynmanKac`][markovppl.particles.FeynmanKac] on states ``(N, d)``, time $t$ indexing
         ``obs[t]``, with the transition density ``log_m`` and its bound when $Q$ is positive definite
-        (``None`` when it is singular).
+        (``None`` when it is singular), and the initial density ``log_m0`` when $P_0$ is.
 
     Raises:
         ValueError: batched or time-varying model, or ``obs`` not of shape ``(T, m)``.
@@ -138,7 +142,10 @@ def bootstrap_lgssm(ssm, obs) -> FeynmanKac:
         logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(chol)))
         return -0.5 * (jnp.sum(z**2, axis=0) + logdet + jnp.sum(obs_t) * _LOG_2PI)
 
-    return FeynmanKac(sample_m0, sample_m, log_g, *_gaussian_transition_density(A, b, ssm.transition_cov))
+    log_m, log_m_bound = _gaussian_transition_density(A, b, ssm.transition_cov)
+    log_m0 = _gaussian_transition_density(jnp.zeros_like(A), m0_, ssm.initial_cov)[0]
+    return FeynmanKac(sample_m0, sample_m, log_g, log_m, log_m_bound,
+                      None if log_m0 is None else (lambda x0: log_m0(0, x0, x0)))
 
 
 def bootstrap_hmm(hmm, obs) -> FeynmanKac:
@@ -153,7 +160,8 @@ def bootstrap_hmm(hmm, obs) -> FeynmanKac:
 
     Returns:
         A [`FeynmanKac`][markovppl.particles.FeynmanKac] on integer states ``(N,)``, with
-        ``log_m(t, i, j) = log P[i, j]`` and the bound $\max_{ij} \log P_{ij}$.
+        ``log_m(t, i, j) = log P[i, j]``, the bound $\max_{ij} \log P_{ij}$ and
+        ``log_m0(i) = log pi0[i]``.
 
     Raises:
         ValueError: batched or time-varying model, or ``obs`` of the wrong shape.
@@ -199,7 +207,7 @@ def bootstrap_hmm(hmm, obs) -> FeynmanKac:
     def log_m(t, x_prev, x_t):
         return log_P[x_prev, x_t]
 
-    return FeynmanKac(sample_m0, sample_m, log_g, log_m, lambda t: jnp.max(log_P))
+    return FeynmanKac(sample_m0, sample_m, log_g, log_m, lambda t: jnp.max(log_P), lambda x0: log_pi0[x0])
 
 
 def _gaussian_transition_density(A, b, Q):
