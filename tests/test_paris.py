@@ -60,7 +60,7 @@ def test_paris_consistency_and_n_scaling():
 @pytest.mark.slow
 def test_paris_consistency_and_n_scaling_full():
     """T-A7 (full size): T = 100, N in {100, 400, 1600}, R = 100, slope within -0.5 +- 0.2."""
-    rmse, slopes, z = _scaling(T=100, ns=[100, 400, 1600], reps=100, sampler="exact")
+    rmse, slopes, z = _scaling(T=100, ns=[100, 400, 1600], reps=100, sampler="hybrid")
     print(f"T-A7 full: rmse {rmse}, slopes {slopes}, z at N=1600 {z}")
     for k in slopes:
         assert -0.7 < slopes[k] < -0.3, (k, slopes[k], rmse[k])

@@ -237,8 +237,10 @@ def sa_mle(
         optimizer: an optax ``GradientTransformation`` (anything with ``init(params)`` and
             ``update(grads, state, params)``), used instead of Robbins–Monro steps.
         averaging_start: first iterate of the Polyak average (default ``k // 2``).
-        num_backward, backward_sampler, max_trials, resample_fn: as in
-            [`ppg_step`][markovppl.particles.ppg.ppg_step].
+        num_backward: $K$, as in [`ppg_step`][markovppl.particles.ppg.ppg_step].
+        backward_sampler: as in ``ppg_step``.
+        max_trials: as in ``ppg_step``.
+        resample_fn: as in ``ppg_step``.
 
     Returns:
         A [`LearningResult`][markovppl.particles.learning.LearningResult].
@@ -315,10 +317,16 @@ def markov_score_climbing(
             ``lam``.
         lam0: initial variational parameters (pytree of floats).
         reference: the starting path (leading time axis ``T``).
-        num_particles, num_iterations, step_size, decay, optimizer, averaging_start: as in
-            [`sa_mle`][markovppl.particles.learning.sa_mle].
-        num_backward, backward_sampler, max_trials, resample_fn: as in
-            [`ppg_step`][markovppl.particles.ppg.ppg_step].
+        num_particles: $N \ge 2$.
+        num_iterations: $k \ge 1$.
+        step_size: $\epsilon_0$ of the steps $\epsilon_k = \epsilon_0 k^{-a}$ (ignored with ``optimizer``).
+        decay: $a$.
+        optimizer: an optax-style optimiser, as in [`sa_mle`][markovppl.particles.learning.sa_mle].
+        averaging_start: first iterate of the Polyak average (default ``k // 2``).
+        num_backward: $K$, as in [`ppg_step`][markovppl.particles.ppg.ppg_step].
+        backward_sampler: as in ``ppg_step``.
+        max_trials: as in ``ppg_step``.
+        resample_fn: as in ``ppg_step``.
 
     Returns:
         A [`LearningResult`][markovppl.particles.learning.LearningResult] (``params`` = $\lambda$).

@@ -255,8 +255,10 @@ def parisian_particle_gibbs(
         num_particles: $N \ge 2$.
         num_iterations: $k \ge 1$.
         burn_in: $k_0$, $0 \le k_0 < k$.
-        num_backward, backward_sampler, max_trials, resample_fn: as in
-            [`ppg_step`][markovppl.particles.ppg.ppg_step].
+        num_backward: $K$, as in [`ppg_step`][markovppl.particles.ppg.ppg_step].
+        backward_sampler: as in ``ppg_step``.
+        max_trials: as in ``ppg_step``.
+        resample_fn: as in ``ppg_step``.
 
     Returns:
         A [`PPGResult`][markovppl.particles.ppg.PPGResult].
