@@ -127,14 +127,14 @@ def test_evidence_from_networkx_mixed_kernels_and_edge_kernels_equal_oracle():
 
 
 def test_large_tree_evidence_equals_dense_oracle():
-    # 2000 leaves: the plan (padded levels, one scan per segment) at a size where the dense oracle still runs
-    tree = random_tree(2000, seed=11, mean_length=0.3)
+    # 1000 leaves: the level plan at a size where the dense oracle is still quick (5000 leaves: slow test)
+    tree = random_tree(1000, seed=11, mean_length=0.3)
     sigma2, tau2 = 0.7, 0.05
     model = mp.GaussianTree(tree, OrnsteinUhlenbeck(jnp.eye(1) * 0.0, jnp.zeros(1), sigma2 * jnp.eye(1)), jnp.zeros(1),
                             jnp.zeros((1, 1)), tau2 * jnp.eye(1))
-    y = np.random.default_rng(1).normal(size=(2000, 1))
-    cov = sigma2 * ot.bm_leaf_cov(tree.parent, tree.lengths, tree.leaves, np.eye(1), np.zeros((1, 1))) + tau2 * np.eye(2000)
-    ref = stats.multivariate_normal(np.zeros(2000), cov).logpdf(y[:, 0])
+    y = np.random.default_rng(1).normal(size=(1000, 1))
+    cov = sigma2 * ot.bm_leaf_cov(tree.parent, tree.lengths, tree.leaves, np.eye(1), np.zeros((1, 1))) + tau2 * np.eye(1000)
+    ref = stats.multivariate_normal(np.zeros(1000), cov).logpdf(y[:, 0])
     assert rel_close(model.log_prob(jnp.asarray(y)), ref, 1e-9)
     assert tree.padded_work() <= 2.5 * tree.num_nodes
 
@@ -335,6 +335,8 @@ def test_bad_input_raises_clear_errors():
         mp.GaussianTree(tree, bm, jnp.zeros(1), jnp.eye(1), jnp.eye(1), observed=["A", "Z"])
     with pytest.raises(ValueError, match="value must have shape"):
         mp.GaussianTree(tree, bm, jnp.zeros(1), jnp.eye(1), jnp.eye(1)).log_prob(jnp.zeros((2, 1)))
+    with pytest.raises(ValueError, match="infinite"):
+        mp.GaussianTree(tree, bm, jnp.zeros(1), jnp.eye(1), jnp.eye(1)).log_prob(jnp.array([[0.0], [jnp.inf], [1.0]]))
     with pytest.raises(ValueError, match="no branch length"):
         mp.GaussianTree(from_newick("(A,B);"), bm, jnp.zeros(1), jnp.eye(1), jnp.eye(1))
     with pytest.raises(TypeError, match="markovppl.graph.Tree"):
@@ -427,3 +429,46 @@ def test_tree_gallery_models_fit_through_cli(name, plot, var_names, tmp_path, ca
         assert values.shape[:2] == (1, 20) and np.all(np.isfinite(values)), var
     png = out / plot
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------ slow, larger versions
+@pytest.mark.slow
+def test_slow_gaussian_posterior_sample_200_leaves_100k_draws():
+    model, y, (mean, cov, nodes, yy, L, c, R) = _gaussian_case(200, "ou", 2, seed=21)
+    pm, pc = ot.gaussian_posterior(mean, cov, nodes, yy, L, c, R)
+    var = np.diagonal(pc, axis1=-2, axis2=-1)
+    total, s1, s2 = 0, 0.0, 0.0
+    for k in range(5):
+        d = np.asarray(model.posterior_sample(jax.random.PRNGKey(k), y, (20_000,))) - pm
+        total, s1, s2 = total + d.shape[0], s1 + d.sum(0), s2 + (d**2).sum(0)
+    m = s1 / total
+    v = (s2 - total * m**2) / (total - 1)
+    z_mean = m / np.sqrt(var / total)
+    z_var = (v - var) / (var * np.sqrt(2.0 / (total - 1)))
+    print(f"\n[slow gaussian] nodes={model.tree.num_nodes} draws={total} max|z_mean|={np.abs(z_mean).max():.2f} "
+          f"max|z_var|={np.abs(z_var).max():.2f}")
+    assert np.abs(z_mean).max() < 4.5 and np.abs(z_var).max() < 4.5
+
+
+@pytest.mark.slow
+def test_slow_discrete_posterior_sample_12_leaves_100k_draws():
+    model, y, (parent, P, pi, nodes, yy, _) = _discrete_case(12, 3, seed=13)
+    log_ev, marg = ot.enumerate_posterior(parent, P, pi, nodes, np.asarray(yy))
+    assert rel_close(model.log_prob(y), log_ev, 1e-10)
+    draws = np.concatenate([np.asarray(model.posterior_sample(jax.random.PRNGKey(k), y, (20_000,))) for k in range(5)])
+    p = _chi2_pvalues(draws, marg)
+    print(f"\n[slow discrete] nodes={model.tree.num_nodes} draws={draws.shape[0]} min chi2 p={p.min():.3g}")
+    assert p.min() > 1e-3
+
+
+@pytest.mark.slow
+def test_slow_evidence_5000_leaves_equals_dense_oracle():
+    tree = random_tree(5000, seed=17, mean_length=0.3)
+    sigma2, tau2 = 0.7, 0.05
+    model = mp.GaussianTree(tree, BrownianMotion(sigma2 * jnp.eye(1)), jnp.zeros(1), jnp.zeros((1, 1)), tau2 * jnp.eye(1))
+    y = np.random.default_rng(2).normal(size=(5000, 1))
+    cov = sigma2 * ot.bm_leaf_cov(tree.parent, tree.lengths, tree.leaves, np.eye(1), np.zeros((1, 1))) + tau2 * np.eye(5000)
+    ref = stats.multivariate_normal(np.zeros(5000), cov).logpdf(y[:, 0])
+    val = float(model.log_prob(jnp.asarray(y)))
+    print(f"\n[slow 5000 leaves] log p = {val:.8f}, dense {ref:.8f}, rel diff {abs(val - ref) / abs(ref):.2e}")
+    assert rel_close(val, ref, 1e-9)

@@ -256,8 +256,30 @@ class GaussianTree(dist.Distribution):
         out = jax.vmap(fn)(flat)
         return jax.tree.map(lambda a: a.reshape(lead + a.shape[1:]), out)
 
+    @classmethod
+    def from_graph(cls, graph, root_mean, root_cov, **kwargs) -> "GaussianTree":
+        r"""The model of a compiled graph ([`from_networkx`][markovppl.graph.nx.from_networkx]): its tree, edge
+        kernels, observed nodes and their ``obs`` kernels (stacked ``LinearGaussian``).
+
+        Examples:
+            >>> import networkx as nx, jax.numpy as jnp
+            >>> from markovppl.graph import from_networkx
+            >>> from markovppl.kernels.continuous import BrownianMotion
+            >>> g = nx.DiGraph()
+            >>> g.add_edge("r", "a", kernel=BrownianMotion(jnp.eye(1)), length=1.0)
+            >>> g.add_edge("r", "b", kernel=BrownianMotion(jnp.eye(1)), length=1.0)
+            >>> g.nodes["a"]["obs"] = g.nodes["b"]["obs"] = LinearGaussian(jnp.eye(1), jnp.zeros(1), 1e-9 * jnp.eye(1))
+            >>> m = GaussianTree.from_graph(from_networkx(g), jnp.zeros(1), jnp.zeros((1, 1)))
+            >>> m.observed_names, round(float(m.log_prob(jnp.zeros((2, 1)))), 4)
+            (('a', 'b'), -1.8379)
+        """
+        if graph.obs is None:
+            raise ValueError("no node of the graph has an 'obs' kernel")
+        obs = graph.obs
+        return cls(graph.tree, graph.edges, root_mean, root_cov, obs.Q, obs_matrix=obs.A, obs_offset=obs.b,
+                   observed=graph.observed, **kwargs)
+
     # ------------------------------------------------------------------ API
-    @compiled()
     def log_prob(self, value):
         r"""$\log p(y)$, the exact evidence of the observed coordinates; leading sample axes allowed.
 
@@ -270,6 +292,19 @@ class GaussianTree(dist.Distribution):
             >>> round(float(m.log_prob(jnp.zeros((2, 1)))), 4)      # two independent N(0, 1) leaves
             -1.8379
         """
+        return self._log_prob(self._check(value))
+
+    def _check(self, value):
+        value = jnp.asarray(value)
+        if value.shape[-2:] != self.event_shape:
+            raise ValueError(f"value must have shape (..., {self.event_shape[0]}, {self.event_shape[1]}) "
+                             f"(observed nodes, obs dim), got {value.shape}")
+        if v.is_concrete(value) and np.any(np.isinf(np.asarray(value))):
+            raise ValueError("value contains infinite entries (use NaN for missing coordinates)")
+        return value
+
+    @compiled()
+    def _log_prob(self, value):
         return self._per_value(lambda y: self._backward(y).log_evidence, value)
 
     @compiled()

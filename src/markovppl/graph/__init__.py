@@ -9,7 +9,7 @@ static level-ordered plan that the tree families ([`GaussianTree`][markovppl.fam
 [`DiscreteTree`][markovppl.families.tree.DiscreteTree]) run with one ``lax.scan`` per segment of levels.
 """
 
-from . import builders, edges, newick, nx, topology
+from . import builders, edges, newick, nx, plot, topology
 from .builders import balanced_tree, caterpillar_tree, from_edges, random_tree
 from .edges import EdgeKernels, stack_kernels
 from .newick import NewickError, from_newick, read_newick, to_newick
@@ -18,6 +18,6 @@ from .topology import Tree, from_parents
 
 __all__ = [
     "EdgeKernels", "GraphModel", "NewickError", "Tree", "balanced_tree", "builders", "caterpillar_tree", "edges",
-    "from_edges", "from_networkx", "from_newick", "from_parents", "newick", "nx", "random_tree", "read_newick",
+    "from_edges", "from_networkx", "from_newick", "from_parents", "newick", "nx", "plot", "random_tree", "read_newick",
     "stack_kernels", "to_newick", "topology",
 ]
