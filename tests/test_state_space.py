@@ -311,3 +311,24 @@ def test_float32_guided_and_generic_models():
                              lambda t, x: dist.Normal(x, jnp.float32(SY)))
     pf = pt.particle_filter(jax.random.PRNGKey(0), ssm.bootstrap(y32), num_steps, 256)
     assert abs(float(pf.log_evidence) - exact) < 2.0
+
+
+def test_initial_densities_integrate_the_guided_initial_laws():
+    """log_m0 of the guided models is the density of M_0^psi: HMM probabilities sum to 1 and match the
+    sampled frequencies; for the LGSSM it is a normalised Gaussian density (checked on a grid) and
+    StateSpaceModel.bootstrap's log_m0 is the initial log-density."""
+    hmm = mp.HMM(jnp.array([0.3, 0.7]), jnp.array([[0.85, 0.15], [0.25, 0.75]]), dist.Normal(jnp.array([-1.0, 1.0]), 0.8))
+    y = jnp.array([-1.0, 1.2, 0.8])
+    fk = pt.guided_hmm(hmm, y)
+    p = np.exp(np.asarray(fk.log_m0(jnp.arange(2))))
+    assert p.sum() == pytest.approx(1.0, abs=1e-12)
+    x0 = np.asarray(fk.m0(jax.random.PRNGKey(0), 20000))
+    assert abs((x0 == 1).mean() - p[1]) / np.sqrt(p[1] * p[0] / 20000) < Z_TOL
+    fk = pt.guided_lgssm(_scalar_lgssm(), y[:, None])
+    grid = jnp.linspace(-8, 8, 4001)[:, None]
+    dens = np.exp(np.asarray(fk.log_m0(grid)))
+    assert np.trapezoid(dens, np.asarray(grid[:, 0])) == pytest.approx(1.0, abs=1e-6)
+    draws = np.asarray(fk.m0(jax.random.PRNGKey(1), 20000))[:, 0]
+    mean = np.trapezoid(dens * np.asarray(grid[:, 0]), np.asarray(grid[:, 0]))
+    assert abs(draws.mean() - mean) / (draws.std() / np.sqrt(draws.size)) < Z_TOL
+    np.testing.assert_allclose(_scalar_ssm().bootstrap(y).log_m0(jnp.array([0.5])), scipy.stats.norm.logpdf(0.5))

@@ -69,7 +69,7 @@ def guided_lgssm(ssm, obs, *, auxiliary=None) -> FeynmanKac:
     Returns:
         A [`FeynmanKac`][markovppl.particles.FeynmanKac] on states ``(N, d)`` with the same $Q_T$ and
         $Z_T$ as [`bootstrap_lgssm`][markovppl.particles.bootstrap_lgssm]; its ``log_m`` is the
-        guided kernel's density (``None`` when $Q$ is singular).
+        guided kernel's density (``None`` when $Q$ is singular) and ``log_m0`` that of $M_0^\psi$.
 
     Raises:
         ValueError: as [`bootstrap_lgssm`][markovppl.particles.bootstrap_lgssm], or an auxiliary model
@@ -124,7 +124,13 @@ def guided_lgssm(ssm, obs, *, auxiliary=None) -> FeynmanKac:
     def log_m(t, x_prev, x_t):
         return prior_log_m(t, x_prev, x_t) + gm.evaluate(_at(msgs, t), x_t) - tilt(t, x_prev).log_norm
 
-    return FeynmanKac(sample_m0, sample_m, log_g, None if prior_log_m is None else log_m, None)
+    prior_log_m0 = _gaussian_transition_density(jnp.zeros_like(A), m0_, ssm.initial_cov)[0]
+
+    def log_m0(x0):
+        return prior_log_m0(0, x0, x0) + gm.evaluate(_at(msgs, 0), x0) - root.log_norm
+
+    return FeynmanKac(sample_m0, sample_m, log_g, None if prior_log_m is None else log_m, None,
+                      None if prior_log_m0 is None else log_m0)
 
 
 def guided_hmm(hmm, obs, *, auxiliary=None) -> FeynmanKac:
@@ -142,8 +148,8 @@ def guided_hmm(hmm, obs, *, auxiliary=None) -> FeynmanKac:
 
     Returns:
         A [`FeynmanKac`][markovppl.particles.FeynmanKac] on integer states ``(N,)`` with the same $Q_T$
-        and $Z_T$ as [`bootstrap_hmm`][markovppl.particles.bootstrap_hmm]; ``log_m`` is the guided
-        kernel's log-probability and ``log_m_bound`` is 0.
+        and $Z_T$ as [`bootstrap_hmm`][markovppl.particles.bootstrap_hmm]; ``log_m`` and ``log_m0`` are the
+        guided kernels' log-probabilities and ``log_m_bound`` is 0.
 
     Raises:
         ValueError: as [`bootstrap_hmm`][markovppl.particles.bootstrap_hmm], or an auxiliary model of
@@ -190,7 +196,8 @@ def guided_hmm(hmm, obs, *, auxiliary=None) -> FeynmanKac:
     def log_m(t, x_prev, x_t):
         return log_P[x_prev, x_t] + log_psi[t][x_t] - ahead(t, x_prev)
 
-    return FeynmanKac(sample_m0, sample_m, log_g, log_m, lambda t: jnp.zeros((), log_P.dtype))
+    return FeynmanKac(sample_m0, sample_m, log_g, log_m, lambda t: jnp.zeros((), log_P.dtype),
+                      lambda x0: root_logits[x0] - log_root)
 
 
 def proposal_model(model: StateSpaceModel, obs, proposal: Callable, log_proposal: Callable, *,
@@ -252,4 +259,5 @@ def proposal_model(model: StateSpaceModel, obs, proposal: Callable, log_proposal
             return lg + (first if t == 0 else move)
         return lg + jnp.where(t == 0, first, move)
 
-    return FeynmanKac(initial_proposal or boot.m0, proposal, log_g, log_proposal, None)
+    return FeynmanKac(initial_proposal or boot.m0, proposal, log_g, log_proposal, None,
+                      initial_log_proposal or model.initial.log_prob)

@@ -212,8 +212,8 @@ class StateSpaceModel:
         r"""Bootstrap Feynman–Kac model: $M_0 = \mu_0$, $M_t = f_t$, $\log G_t = \log g_t(x_t, y_t)$
         (0 at a missing step), so that $Z_T = p(y_{0:T-1})$ and $Q_T$ is the smoothing law.
 
-        ``log_m`` is the transition distribution's ``log_prob``; ``log_m_bound`` is the model's
-        ``log_transition_bound`` (``None`` if not given).
+        ``log_m`` is the transition distribution's ``log_prob``, ``log_m0`` the initial distribution's;
+        ``log_m_bound`` is the model's ``log_transition_bound`` (``None`` if not given).
 
         Args:
             obs: ``(T, *obs_shape)`` observations.
@@ -242,6 +242,7 @@ class StateSpaceModel:
             log_g=self._log_emission(y, miss),
             log_m=self._log_transition,
             log_m_bound=None if bound is None else (lambda t: jnp.asarray(bound(t))),
+            log_m0=self.initial.log_prob,
         )
 
     # ------------------------------------------------------------------ NumPyro laws
