@@ -44,8 +44,7 @@ def test_bootstrap_initial_densities():
 def test_score_matches_gradient_of_kalman_log_likelihood():
     """T-A10: theta = (rho, log sx, log sy), T = 20. jax.grad of the exact LGSSM log-likelihood agrees
     with central finite differences of the NumPy Kalman oracle; the PPG roll-out score (24 chains,
-    N = 16, k = 60, k0 = 15) and the PaRIS score (24 runs, N = 64) match it per component within
-    4.5 SE."""
+    N = 16, k = 60, k0 = 15) matches it per component within 4.5 SE (the PaRIS score: slow variant)."""
     ssm, y, _ = lgssm_problem(T=20, seed=7)
     theta = jnp.array([0.8, 0.1, -0.5])
     exact = np.asarray(jax.grad(lambda th: make_ssm(th).log_prob(y))(theta))
@@ -58,11 +57,26 @@ def test_score_matches_gradient_of_kalman_log_likelihood():
     fk = fk_fn(theta)
     ppg = jax.jit(jax.vmap(lambda k: pt.parisian_particle_gibbs(k, fk, h, jnp.zeros((20, 1)), 16, 60, burn_in=15,
                                                                  backward_sampler="hybrid").estimate))
-    paris = jax.jit(jax.vmap(lambda k: pt.score_paris(k, fk_fn, theta, 20, 64, backward_sampler="hybrid")[0]))
-    for est in (ppg(jax.random.split(jax.random.PRNGKey(20), 24)), paris(jax.random.split(jax.random.PRNGKey(21), 24))):
-        est = np.asarray(est)
-        z = (est.mean(0) - exact) / (est.std(0, ddof=1) / np.sqrt(est.shape[0]))
-        assert np.max(np.abs(z)) < Z_TOL, (z, est.mean(0), exact)
+    _assert_score(np.asarray(ppg(jax.random.split(jax.random.PRNGKey(20), 24))), exact)
+
+
+def _assert_score(est, exact):
+    z = (est.mean(0) - exact) / (est.std(0, ddof=1) / np.sqrt(est.shape[0]))
+    assert np.max(np.abs(z)) < Z_TOL, (z, est.mean(0), exact)
+
+
+@pytest.mark.slow
+def test_paris_score_matches_gradient_of_kalman_log_likelihood():
+    """T-A10 for the PaRIS score (100 runs, N = 256, T = 50): within 4.5 SE per component (the PaRIS
+    bias at this N is well below the SE)."""
+    ssm, y, _ = lgssm_problem(T=50, seed=7)
+    theta = jnp.array([0.8, 0.1, -0.5])
+    exact = np.asarray(jax.grad(lambda th: make_ssm(th).log_prob(y))(theta))
+    fk_fn = lambda th: pt.bootstrap_lgssm(make_ssm(th), y)
+    paris = jax.jit(jax.vmap(lambda k: pt.score_paris(k, fk_fn, theta, 50, 256, backward_sampler="hybrid")[0]))
+    est = np.asarray(paris(jax.random.split(jax.random.PRNGKey(21), 100)))
+    print(f"T-A10 PaRIS score: mean {est.mean(0)}, SE {est.std(0, ddof=1) / 10}, exact {exact}")
+    _assert_score(est, exact)
 
 
 # --------------------------------------------------------------------------- T-A11 MLE recovery
@@ -74,16 +88,16 @@ def _mle_problem(T, seed):
 
 
 def test_sa_mle_recovers_the_exact_mle():
-    """T-A11 (CI size): T = 100, PPG-SA from theta0 = (0.8, 0, -0.2), N = 16, K = 2, 500 iterations,
+    """T-A11 (CI size): T = 100, PPG-SA from theta0 = (0.8, 0, -0.2), N = 16, K = 2, 400 iterations,
     Robbins-Monro steps 0.5/T * k^-0.6, Polyak average of the last half: each component within 0.06
     of the exact MLE (Nelder-Mead on the NumPy Kalman oracle). The average's MC error is ~0.01."""
     y, mle, fk_fn = _mle_problem(T=100, seed=5)
-    run = jax.jit(lambda k: pt.sa_mle(k, fk_fn, jnp.array([0.8, 0.0, -0.2]), jnp.zeros((100, 1)), 16, 500,
+    run = jax.jit(lambda k: pt.sa_mle(k, fk_fn, jnp.array([0.8, 0.0, -0.2]), jnp.zeros((100, 1)), 16, 400,
                                       step_size=0.5 / 100, backward_sampler="hybrid"))
     res = run(jax.random.PRNGKey(30))
     err = np.asarray(res.params_average) - mle
     assert np.max(np.abs(err)) < 0.06, (np.asarray(res.params_average), mle)
-    assert res.trace.shape == (500, 3) and res.path.shape == (100, 1)
+    assert res.trace.shape == (400, 3) and res.path.shape == (100, 1)
 
 
 @pytest.mark.slow
@@ -100,6 +114,8 @@ def test_sa_mle_recovers_the_exact_mle_full(score_method):
 
 
 def test_sa_mle_with_an_optax_optimiser():
+    """The optax path (Adam on -score, PPG scores, T = 50, 400 iterations) lands within 0.1 of the
+    exact MLE."""
     optax = pytest.importorskip("optax")
     y, mle, fk_fn = _mle_problem(T=50, seed=6)
     run = jax.jit(lambda k: pt.sa_mle(k, fk_fn, jnp.array([0.8, 0.0, -0.2]), jnp.zeros((50, 1)), 16, 400,
@@ -130,7 +146,7 @@ def test_markov_score_climbing_matches_rts_marginals():
 
 
 # --------------------------------------------------------------------------- T-A12 Geweke test
-def _geweke(kernel_fk, sweeps=12_000, thin=4, seed=40):
+def _geweke(kernel_fk, sweeps=8_000, thin=4, seed=40):
     """Successive-conditional Geweke chain for (v, x, y) with v = sigma_x^2 on a T = 6 LGSSM
     (x_0 ~ N(0, v), x_t = 0.8 x_{t-1} + N(0, v), y_t = x_t + N(0, 0.25), prior v ~ IG(3, 2)):
     v | x from its inverse-gamma full conditional, x | v, y by one particle Gibbs step (backward
@@ -163,7 +179,7 @@ def _geweke(kernel_fk, sweeps=12_000, thin=4, seed=40):
 
 
 def test_geweke_particle_gibbs_with_conjugate_update():
-    """T-A12 (CI size): 12000 sweeps thinned by 4 (3000 draws): KS p > 1e-3 against the IG(3, 2)
+    """T-A12 (CI size): 8000 sweeps thinned by 4 (2000 draws): KS p > 1e-3 against the IG(3, 2)
     prior; the same chain with a broken path kernel (backward weights without m_t) gives p < 1e-6."""
     assert _geweke(lambda fk: fk) > 1e-3
     assert _geweke(broken_without_m) < 1e-6

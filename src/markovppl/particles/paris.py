@@ -66,7 +66,9 @@ class PaRISResult(NamedTuple):
             shaped like one particle's value of ``h``).
         running_estimates: $\sum_i W_t^i \tau_t^i$ for every $t$ (the online estimates of
             $E_{Q_t}[h_{0:t}]$), leading axis ``T``.
-        log_evidence: $\log \hat Z_T$ of the underlying particle filter (resampling at every step).
+        log_evidence: $\log \hat Z_T$ of the underlying particle filter (resampling at every step);
+            $-\infty$ if at some step every particle has zero weight (NaN log-potentials count as
+            $-\infty$), in which case the estimates are meaningless.
         ess: effective sample size of the filter weights, ``(T,)``.
     """
 
