@@ -226,12 +226,16 @@ def particle_gibbs_nuts(model: Callable, site: str = "x", num_particles: int = 3
     r"""A ``numpyro.infer.Gibbs`` kernel: conditional SMC on the path site, NUTS on every other site.
 
     Collect the per-sweep diagnostics with ``mcmc.run(..., extra_fields=PARTICLE_GIBBS_FIELDS)``
-    ([`PARTICLE_GIBBS_FIELDS`][markovppl.infer.particle_gibbs.PARTICLE_GIBBS_FIELDS]).
+    (``markovppl.infer.PARTICLE_GIBBS_FIELDS``: the CSMC block's ESS per step, renewal rate and
+    log-evidence, and NUTS's divergences and acceptance probabilities).
 
     Args:
         model: the NumPyro model.
-        site, num_particles, path_sampling, resample_fn, fk_fn: as in
-            [`ParticleGibbs`][markovppl.infer.particle_gibbs.ParticleGibbs].
+        site: the path site (as in [`ParticleGibbs`][markovppl.infer.particle_gibbs.ParticleGibbs]).
+        num_particles: $N \ge 2$.
+        path_sampling: ``"backward"`` (default), ``"ancestor"`` or ``"genealogy"``.
+        resample_fn: resampling scheme of the conditional SMC.
+        fk_fn: ``fk_fn(ssm, obs) -> FeynmanKac`` (default: the bootstrap model).
         **nuts_kwargs: keyword arguments of ``numpyro.infer.NUTS`` (``find_heuristic_step_size`` stays
             off: the NUTS block adapts on its own conditional).
 
@@ -271,9 +275,13 @@ def particle_gibbs_fn(model: Callable, site: str = "x", num_particles: int = 32,
 
     Args:
         model: the NumPyro model.
-        site, num_particles, path_sampling, resample_fn, fk_fn: as in
-            [`ParticleGibbs`][markovppl.infer.particle_gibbs.ParticleGibbs].
-        model_args, model_kwargs: the model's arguments.
+        site: the path site (as in [`ParticleGibbs`][markovppl.infer.particle_gibbs.ParticleGibbs]).
+        num_particles: $N \ge 2$.
+        model_args: the model's positional arguments.
+        model_kwargs: the model's keyword arguments.
+        path_sampling: ``"backward"`` (default), ``"ancestor"`` or ``"genealogy"``.
+        resample_fn: resampling scheme of the conditional SMC.
+        fk_fn: ``fk_fn(ssm, obs) -> FeynmanKac`` (default: the bootstrap model).
 
     Returns:
         ``gibbs_fn(rng_key, gibbs_sites, hmc_sites) -> {site: new_path}``.

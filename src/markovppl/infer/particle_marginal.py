@@ -48,8 +48,10 @@ def particle_factor(name: str, fk, num_steps: int, num_particles: int, *, resamp
         name: the factor site's name.
         fk: the [`FeynmanKac`][markovppl.particles.FeynmanKac] model (e.g.
             ``StateSpaceModel(...).bootstrap(y)``), built from the model's parameters.
-        num_steps, num_particles, resample_fn, ess_threshold: as in
-            [`particle_filter`][markovppl.particles.particle_filter].
+        num_steps: $T$, as in [`particle_filter`][markovppl.particles.particle_filter].
+        num_particles: $N \ge 2$.
+        resample_fn: the resampling scheme (default systematic).
+        ess_threshold: resample when the ESS falls below this fraction of $N$.
 
     Returns:
         The log-likelihood estimate $\log \hat p(y)$ (a scalar).
@@ -149,7 +151,8 @@ def pmmh(rng_key, model: Callable, num_samples: int, *, num_warmup: int = 500, n
         num_samples: draws kept per chain (after thinning).
         num_warmup: adaptation iterations per chain (discarded).
         num_chains: independent chains (``vmap``-ed).
-        model_args, model_kwargs: the model's arguments.
+        model_args: the model's positional arguments.
+        model_kwargs: the model's keyword arguments.
         init_params: constrained initial values ``{site: value}`` (default: the prior medians).
         step_size: initial random-walk scale $s$ (> 0).
         proposal_scale: optional per-coordinate scales of the unconstrained parameters (the initial

@@ -8,16 +8,16 @@ NumPyro distribution over $y$: a NumPyro distribution must have an exact ``log_p
 $p(y_{0:T-1})$ of a nonlinear model has none (a particle filter only estimates it without bias). It
 offers instead what each inference mode needs:
 
-* [`bootstrap`][markovppl.particles.StateSpaceModel.bootstrap] — the bootstrap
+* [`bootstrap`][markovppl.particles.state_space.StateSpaceModel.bootstrap] — the bootstrap
   [`FeynmanKac`][markovppl.particles.FeynmanKac] model (with the transition density, so backward
   sampling and PaRIS apply) for particle filters, conditional SMC, PaRIS and particle marginal
   Metropolis–Hastings;
-* [`path_prior`][markovppl.particles.StateSpaceModel.path_prior] and
-  [`observation_law`][markovppl.particles.StateSpaceModel.observation_law] — NumPyro distributions with
+* [`path_prior`][markovppl.particles.state_space.StateSpaceModel.path_prior] and
+  [`observation_law`][markovppl.particles.state_space.StateSpaceModel.observation_law] — NumPyro distributions with
   exact ``log_prob`` over the latent path and over $y$ given the path, so that a NumPyro model can
   write the joint density $p(x, y \mid \theta)$ with the path as a sample site (particle Gibbs in
   NumPyro moves that site by conditional SMC and the parameters by NUTS);
-* [`sample`][markovppl.particles.StateSpaceModel.sample] — forward simulation.
+* [`sample`][markovppl.particles.state_space.StateSpaceModel.sample] — forward simulation.
 
 Conventions: ``transition(t, x_prev)`` and ``emission(t, x)`` are called with a leading particle axis
 on the state (``(N, *state_shape)``) and return a distribution with batch shape ``(N,)`` (state, resp.
@@ -55,8 +55,8 @@ class StateSpaceModel:
             density $\log f_t(x_{t-1}, x_t)$ (used by backward sampling, PaRIS and the path prior).
         emission: ``emission(t, x) -> distribution`` of $y_t$ given $x_t$, batched over the leading
             particle axis of ``x``.
-        num_steps: $T$, needed only for [`sample`][markovppl.particles.StateSpaceModel.sample] and
-            [`path_prior`][markovppl.particles.StateSpaceModel.path_prior] (otherwise taken from the data).
+        num_steps: $T$, needed only for [`sample`][markovppl.particles.state_space.StateSpaceModel.sample] and
+            [`path_prior`][markovppl.particles.state_space.StateSpaceModel.path_prior] (otherwise taken from the data).
         missing: optional boolean ``(T,)``, steps whose observation is missing (in addition to all-NaN
             steps).
         log_transition_bound: optional ``(t) -> scalar``, an upper bound of $\log f_t(x, x')$ over
@@ -281,7 +281,7 @@ def _event_shape_probe(d):
 class MarkovPathPrior(dist.Distribution):
     r"""Prior law of the latent path of a [`StateSpaceModel`][markovppl.particles.StateSpaceModel]:
     $\log p(x_{0:T-1}) = \log \mu_0(x_0) + \sum_{t \ge 1} \log f_t(x_{t-1}, x_t)$, event shape
-    ``(T, *state_shape)``. Made by [`StateSpaceModel.path_prior`][markovppl.particles.StateSpaceModel.path_prior];
+    ``(T, *state_shape)``. Made by [`StateSpaceModel.path_prior`][markovppl.particles.state_space.StateSpaceModel.path_prior];
     use it as the latent sample site of a NumPyro model (see
     [`markovppl.infer.particle_gibbs`][markovppl.infer.particle_gibbs]).
 
@@ -333,7 +333,7 @@ class MarkovPathPrior(dist.Distribution):
 class ObservationLaw(dist.Distribution):
     r"""Law of the observations $y_{0:T-1}$ of a [`StateSpaceModel`][markovppl.particles.StateSpaceModel]
     given its latent path: $\log p(y \mid x) = \sum_{t\ \text{observed}} \log g_t(x_t, y_t)$. Made by
-    [`StateSpaceModel.observation_law`][markovppl.particles.StateSpaceModel.observation_law].
+    [`StateSpaceModel.observation_law`][markovppl.particles.state_space.StateSpaceModel.observation_law].
 
     Examples:
         >>> import jax, jax.numpy as jnp, numpyro.distributions as dist
