@@ -9,13 +9,12 @@ $y_t = x_t^2/20 + w_t$, $w_t \\sim N(0, \\sigma_w^2)$, $t = 0, \\dots, T-1$.
 The likelihood has no closed form and the smoothing law is bimodal (the sign of $x_t$ is only weakly
 identified through $y_t \\propto x_t^2$): the latent path is a sample site moved by conditional SMC with
 backward sampling and the noise scales move by NUTS given the path (``PARTICLE_GIBBS``). Half-normal priors
-$\\sigma_v \\sim HN(5)$, $\\sigma_w \\sim HN(2)$. The bundled data are simulated (seed 0, $T = 100$) at the
+$\\sigma_v \\sim HN(5)$, $\\sigma_w \\sim HN(2)$. The bundled data are simulated (NumPy seed 0, $T = 100$) at the
 classic values $\\sigma_v^2 = 10$, $\\sigma_w^2 = 1$, so the recovered scales can be checked.
 """
 
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -47,9 +46,14 @@ def model(y=None, num_steps=NUM_STEPS):
 
 
 def simulate(seed=0, num_steps=NUM_STEPS):
-    """``(x, y)`` simulated at the classic parameter values."""
-    x, y = growth_ssm(SIGMA_V, SIGMA_W).sample(jax.random.PRNGKey(seed), num_steps)
-    return np.asarray(x), np.asarray(y)
+    """``(x, y)`` simulated at the classic parameter values with NumPy (the same numbers whether JAX runs
+    in float32 or float64)."""
+    rng = np.random.default_rng(seed)
+    x = np.empty(num_steps)
+    x[0] = rng.normal(0.0, np.sqrt(5.0))
+    for t in range(1, num_steps):
+        x[t] = x[t - 1] / 2 + 25 * x[t - 1] / (1 + x[t - 1] ** 2) + 8 * np.cos(1.2 * t) + SIGMA_V * rng.normal()
+    return x, x**2 / 20 + SIGMA_W * rng.normal(size=num_steps)
 
 
 def load_data():
