@@ -109,3 +109,26 @@ def test_particle_gibbs_model_fits_through_cli(name, tmp_path, capsys):
     for png in ["trace.png", *own_plots]:
         with open(out / png, "rb") as f:
             assert f.read(8) == PNG_SIGNATURE
+
+
+def test_ion_channel_jump_process_model_fits_through_cli(tmp_path, capsys):
+    # continuous-time jump process (#4): the observation times are the first data column; a short
+    # recording written as CSV keeps the run fast and exercises --data with two columns
+    spec = load_model_file(bundled_models()["ion_channel"])
+    data = spec.load_data()
+    assert np.asarray(data["y"]).shape == (np.asarray(data["time"]).shape[0], 2) and np.all(np.diff(data["time"]) >= 0)
+    csv = tmp_path / "recording.csv"
+    rows = np.asarray(data["y"])[:80]
+    csv.write_text("time,current\n" + "".join(f"{float(t)!r},{float(c)!r}\n" for t, c in rows))
+    out = tmp_path / "ion_channel"
+    assert cli.main(["fit", "ion_channel", "--data", str(csv), "--columns", "time,current", "--time-column", "time",
+                     "--num-warmup", "30", "--num-samples", "20", "--chains", "1", "--no-progress", "--out", str(out)]) == 0
+    assert "max R-hat" in capsys.readouterr().out
+    idata = diagnostics.from_netcdf(out / "ion_channel_idata.nc")
+    posterior = diagnostics.get_group(idata, "posterior")
+    for var in ["rates", "i_open", "sigma"]:
+        assert np.all(np.isfinite(np.asarray(posterior[var])))
+    latent = diagnostics.get_group(idata, "latent_posterior")["y"]
+    assert latent.shape == (1, 20, 80) and set(np.unique(np.asarray(latent))) <= {0, 1, 2}
+    with open(out / "posterior_paths.png", "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE

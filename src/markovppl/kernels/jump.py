@@ -100,9 +100,11 @@ def _expm_nonnegative(a, degree: int, theta: float):
     m = (mu / 2.0**s)[:, None, None]
     m_safe = jnp.where(m > 0, m, 1.0)
     r = jnp.maximum(eye + b / m_safe, 0.0)  # uniformised jump matrices, non-negative (no -1e-17 from 1 - m/m)
-    p = jnp.broadcast_to(eye, a.shape)
-    for n in range(degree, 0, -1):  # Horner: sum_n (m R)^n / n!
-        p = eye + (m / n) * (r @ p)
+
+    def _horner(p, n):  # sum_n (m R)^n / n!, innermost term first
+        return eye + (m / n) * (r @ p), None
+
+    p, _ = jax.lax.scan(_horner, jnp.broadcast_to(eye, a.shape), jnp.arange(degree, 0, -1, dtype=a.dtype))
     p = _rows_to_one(jnp.exp(-m) * p)
 
     def _square(c, i):
