@@ -9,6 +9,7 @@ terms are non-negative, so stiff generators keep entrywise accuracy.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -86,32 +87,71 @@ def _rows_to_one(p):
     return p / jnp.sum(p, -1, keepdims=True)
 
 
-def _expm_nonnegative(a, degree: int, theta: float):
-    """e^A for a batch ``(N, K, K)`` of essentially non-negative matrices (off-diagonal >= 0): uniformised
-    Taylor series on A / 2^s, then s squarings, with one s for the whole batch (the largest needed), so
-    the squarings are one batched loop whose unneeded steps are skipped at run time. Every term is
-    non-negative, so there is no cancellation."""
+def _scaling(a, theta: float):
+    """Common number of halvings s (one for the batch), and per-matrix uniformisation rates m of A / 2^s."""
+    mu = jnp.maximum(jnp.max(-jnp.diagonal(a, axis1=-2, axis2=-1), -1), 0.0)  # (N,)
+    top = jnp.max(mu, initial=0.0)
+    s = jnp.maximum(0.0, jnp.ceil(jnp.log2(jnp.maximum(top, theta) / theta)))
+    m = (mu / 2.0**s)[:, None, None]
+    return s, m
+
+
+def _expm_pair(a, e, degree: int, theta: float):
+    """e^A and (if ``e`` is not None) its Frechet derivative L(A, E) for a batch ``(N, K, K)`` of essentially
+    non-negative matrices (off-diagonal >= 0). Uniformised Taylor series of e^{A / 2^s} = e^{-m} e^{mR}
+    (R = I + A / (2^s m) >= 0: no cancellation), then s squarings, (X, L) -> (X X, X L + L X), with one s for
+    the whole batch, so the squarings are one batched loop whose unneeded steps are skipped at run time.
+    Rows of X are renormalised to one (the exact e^A of a generator is stochastic); L is left as is."""
     k = a.shape[-1]
     eye = jnp.eye(k, dtype=a.dtype)
-    mu = jnp.maximum(jnp.max(-jnp.diagonal(a, axis1=-2, axis2=-1), -1), 0.0)  # (N,)
-    top = jax.lax.stop_gradient(jnp.max(mu, initial=0.0))
-    s = jnp.maximum(0.0, jnp.ceil(jnp.log2(jnp.maximum(top, theta) / theta)))
+    s, m = _scaling(a, theta)
     b = a / 2.0**s
-    m = (mu / 2.0**s)[:, None, None]
     m_safe = jnp.where(m > 0, m, 1.0)
     r = jnp.maximum(eye + b / m_safe, 0.0)  # uniformised jump matrices, non-negative (no -1e-17 from 1 - m/m)
+    c = m * r  # = A / 2^s + m I
+    g = None if e is None else e / 2.0**s
+    ns = jnp.arange(degree, 0, -1, dtype=a.dtype)
+    start = jnp.broadcast_to(eye, a.shape)
 
-    def _horner(p, n):  # sum_n (m R)^n / n!, innermost term first
-        return eye + (m / n) * (r @ p), None
+    if g is None:
+        p, _ = jax.lax.scan(lambda p, n: (eye + (c / n) @ p, None), start, ns)
+        x, dx = _rows_to_one(jnp.exp(-m) * p), None
+    else:
+        def _horner(carry, n):  # p <- I + C p / n and its derivative in C (direction G)
+            p, dp = carry
+            return (eye + (c @ p) / n, (g @ p + c @ dp) / n), None
 
-    p, _ = jax.lax.scan(_horner, jnp.broadcast_to(eye, a.shape), jnp.arange(degree, 0, -1, dtype=a.dtype))
-    p = _rows_to_one(jnp.exp(-m) * p)
+        (p, dp), _ = jax.lax.scan(_horner, (start, jnp.zeros_like(start)), ns)
+        x, dx = _rows_to_one(jnp.exp(-m) * p), jnp.exp(-m) * dp
 
-    def _square(c, i):
-        return jax.lax.cond(i < s, lambda x: _rows_to_one(x @ x), lambda x: x, c), None
+    def _square(carry, i):
+        def sq(xl):
+            x, dx = xl
+            return _rows_to_one(x @ x), (None if dx is None else x @ dx + dx @ x)
 
-    p, _ = jax.lax.scan(_square, p, jnp.arange(MAX_SQUARINGS, dtype=s.dtype))
-    return p
+        return jax.lax.cond(i < s, sq, lambda xl: xl, carry), None
+
+    (x, dx), _ = jax.lax.scan(_square, (x, dx), jnp.arange(MAX_SQUARINGS, dtype=s.dtype))
+    return x, dx
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _expm_batch(a, degree: int):
+    return _expm_pair(a, None, degree, 0.5)[0]
+
+
+def _expm_batch_fwd(a, degree):
+    return _expm_pair(a, None, degree, 0.5)[0], a
+
+
+def _expm_batch_bwd(degree, a, p_bar):
+    # adjoint of the Frechet derivative: <P_bar, L(A, E)> = <L(A^T, P_bar), E> and L(A^T, F) = L(A, F^T)^T,
+    # so one more forward pass of the pair recursion (no reverse pass through the loops)
+    _, lt = _expm_pair(a, jnp.swapaxes(p_bar, -1, -2), degree, 0.5)
+    return (jnp.swapaxes(lt, -1, -2),)
+
+
+_expm_batch.defvjp(_expm_batch_fwd, _expm_batch_bwd)
 
 
 def expm_generator(generator, duration=1.0) -> jax.Array:
@@ -122,9 +162,10 @@ def expm_generator(generator, duration=1.0) -> jax.Array:
     $R = I + Q/\mu \ge 0$ ($N = 14$ in float64, $8$ in float32: truncation below the unit roundoff),
     then $s$ squarings (at most 64; one $s$ for a whole batch, the largest needed). Every term and product is of non-negative matrices, so there is no
     cancellation: entries keep their relative accuracy even for very stiff generators (rows are
-    renormalised to sum to one after every squaring). Differentiable in $\ell$ and in $Q$ along
-    generator directions (rows summing to zero, e.g. through
-    [`generator_from_rates`][markovppl.kernels.jump.generator_from_rates]).
+    renormalised to sum to one after every squaring). Reverse-mode differentiable in $\ell$ and $Q$
+    (a ``custom_vjp``: the cotangent is the adjoint Fréchet derivative $L(A^\top, \bar P)$, computed by one
+    more forward pass of the same recursion on the pair $(e^{A}, L)$, with no reverse pass through its
+    loops); forward mode (``jax.jvp``) is not supported.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -140,7 +181,7 @@ def expm_generator(generator, duration=1.0) -> jax.Array:
     degree = 14 if a.dtype == jnp.float64 else 8
     if a.size == 0:
         return a
-    p = _expm_nonnegative(a.reshape((-1,) + a.shape[-2:]), degree, 0.5)
+    p = _expm_batch(a.reshape((-1,) + a.shape[-2:]), degree)
     return p.reshape(a.shape)
 
 
