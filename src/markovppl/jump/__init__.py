@@ -2,10 +2,10 @@ r"""Markov jump processes: exact endpoint-conditioned paths (uniformisation) and
 
 from .bridge import JumpPath, occupation_times, path_state_at, sample_bridge, suggest_max_jumps, transition_counts
 from .guided import (DenseGuiding, GuidedJumpPath, ISEstimate, ProductGuiding, dense_guiding, dense_rates,
-                     guided_ctmc_evidence, guided_ctmc_path, guiding_grid, product_guiding)
+                     guided_ctmc_evidence, guided_ctmc_path, guiding_grid, is_estimate, product_guiding)
 
 __all__ = [
     "DenseGuiding", "GuidedJumpPath", "ISEstimate", "JumpPath", "ProductGuiding", "dense_guiding", "dense_rates",
-    "guided_ctmc_evidence", "guided_ctmc_path", "guiding_grid", "occupation_times", "path_state_at", "product_guiding",
+    "guided_ctmc_evidence", "guided_ctmc_path", "guiding_grid", "is_estimate", "occupation_times", "path_state_at", "product_guiding",
     "sample_bridge", "suggest_max_jumps", "transition_counts",
 ]

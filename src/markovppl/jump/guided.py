@@ -42,7 +42,7 @@ from ..kernels.jump import check_generator, expm_generator
 from .bridge import JumpPath
 
 __all__ = ["DenseGuiding", "ProductGuiding", "GuidedJumpPath", "ISEstimate", "dense_guiding", "product_guiding",
-           "guiding_grid", "dense_rates", "guided_ctmc_path", "guided_ctmc_evidence"]
+           "guiding_grid", "dense_rates", "guided_ctmc_path", "guided_ctmc_evidence", "is_estimate"]
 
 
 class DenseGuiding(NamedTuple):
