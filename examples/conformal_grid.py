@@ -35,12 +35,12 @@ def simulate(seed, r, t, h, p, b):
     return np.asarray(x), np.asarray(y)
 
 
-def grid(r=1000, t=50, horizons=(1, 2), n_permutations=100, seed=0):
+def grid(r=1000, t=50, horizons=(1, 2), n_permutations=100, seed=0, ps=PS, bs=BS):
     """Rows (H, p, b, blocks, coverage, se, mean set size)."""
     rows = []
     for h in horizons:
-        for i, p in enumerate(PS):
-            for j, b in enumerate(BS):
+        for i, p in enumerate(ps):
+            for j, b in enumerate(bs):
                 x, y = simulate(seed + 100 * i + 10 * j + h, r, t, h, p, b)
                 for blocks in ("state", "pair"):
                     cp = BlockConformalHMM(2, confidence_level=1 - ALPHA, blocks=blocks, horizon=h,

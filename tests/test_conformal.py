@@ -6,9 +6,9 @@ errors), Kolmogorov–Smirnov for p-value uniformity, and the reference code's s
 the deliberately broken variant that must fail the coverage check.
 
 Power of the default statistical tests (R = 2000 problems per cell, alpha = 0.2, SE = 0.0089): a
-coverage error of 0.04 (z = 4.5) is detected in a cell with probability >= 0.86 at the
-Bonferroni-corrected bound below, 0.05 with probability >= 0.99; the reference code's measured
-defect (0.747, research notes §B5) sits 6 SE below the target.
+coverage error of 0.04 in a cell is detected at the Bonferroni-corrected bound below (3.51 SE) with
+probability 0.82, an error of 0.05 with probability 0.97; the reference code's measured defect
+(0.747, research notes §B5) sits 6 SE below the target.
 """
 
 import itertools
@@ -111,13 +111,14 @@ def test_block_permutations_preserve_start_state_and_counts():
 def test_final_window_matches_full_permutation():
     """The O(H^2) final-window shortcut equals the last H+1 entries of the full permuted sequence."""
     rng = np.random.default_rng(1)
-    xs, ys, lengths = _random_sequences(rng, 300, cap=16, k=2)
+    xs, ys, lengths = _random_sequences(rng, 200, cap=12, k=2)
     lengths = np.maximum(lengths, 6)
     for h, shift in [(1, 0), (2, 0), (3, 0), (1, 1), (2, 1)]:
         size = h + shift
-        codes = bl.enumerate_tuples(16, size)
+        codes = bl.enumerate_tuples(12, size)
 
         @jax.jit
+        @jax.vmap
         def check(x, n):
             st = bl.block_structure(x == x[n - 1], n)
             fast = jax.vmap(lambda c: bl.final_window(st, c, h, shift))(codes)
@@ -125,11 +126,11 @@ def test_final_window_matches_full_permutation():
             valid = jax.vmap(bl.tuple_is_valid, (0, None))(codes, st)
             return jnp.all(jnp.where(valid[:, None], fast == slow, True)), valid.sum(), st.num_blocks
 
-        for x, n in zip(xs, lengths):
-            same, count, nb = check(x, n)
-            assert bool(same)
-            nb, r = int(nb), min(size, int(nb))
-            assert int(count) == int(np.prod(np.arange(nb - r + 1, nb + 1)))  # ordered r-selections
+        same, count, nb = (np.asarray(a) for a in check(jnp.asarray(xs), jnp.asarray(lengths)))
+        assert same.all()
+        for c, b in zip(count, nb):
+            r = min(size, int(b))
+            assert int(c) == int(np.prod(np.arange(int(b) - r + 1, int(b) + 1)))  # ordered r-selections
 
 
 def test_random_final_blocks_uniform_over_ordered_selections():
@@ -198,8 +199,7 @@ def _oracle_counts(x_aug, y_aug, h, k, v, blocks, score, a=1.0):
     return above, ties, total
 
 
-@pytest.mark.parametrize("h,blocks,score", [(1, "state", "filter"), (2, "state", "filter"), (2, "pair", "smoother"),
-                                            (2, "state", "smoother")])
+@pytest.mark.parametrize("h,blocks,score", [(1, "state", "filter"), (2, "state", "smoother"), (2, "pair", "filter")])
 def test_exact_p_values_match_brute_force_enumeration(h, blocks, score):
     rng = np.random.default_rng(7 + h)
     cands = np.array(list(itertools.product(range(2), repeat=h)))
@@ -293,7 +293,7 @@ def test_state_blocks_smaller_than_pair_blocks_and_trivial(p):
 # --------------------------------------------------------------------------- API, online, batches
 def test_api_conformance_and_params():
     """T-B6: MAPIE-v1 / crepes names, sklearn-style parameters, outputs and their shapes."""
-    cp = BlockConformalHMM(2, confidence_level=0.8, horizon=2, n_permutations=30, random_state=0)
+    cp = BlockConformalHMM(2, confidence_level=0.8, horizon=2, n_permutations=M, random_state=0)
     params = cp.get_params()
     assert params["confidence_level"] == 0.8 and params["horizon"] == 2 and params["blocks"] == "state"
     clone = BlockConformalHMM(**params)
@@ -304,22 +304,23 @@ def test_api_conformance_and_params():
     with pytest.raises(ValueError, match="confidence_level"):
         cp.set_params(confidence_level=1.0)
     assert cp.confidence_level == 0.7  # a failed set_params leaves the model unchanged
-    x, y = simulate(0, 3, 40, 2, 0.9, 0.9)
-    cp.fit(x[:, :40], y[:, :40])
-    cands, p = cp.predict_p(y[:, 40:])
-    assert cands.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]] and p.shape == (3, 4)
-    point, mask = cp.predict_set(y[:, 40:])
-    assert point.shape == (3, 2) and mask.shape == (3, 4) and mask.dtype == bool
-    ev = cp.evaluate(x[:, 40:], y[:, 40:])
+    t, r = 50, 128  # same compiled shapes as the coverage cells
+    x, y = simulate(0, r, t, 2, 0.9, 0.9)
+    cp.fit(x[:, :t], y[:, :t])
+    cands, p = cp.predict_p(y[:, t:])
+    assert cands.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]] and p.shape == (r, 4)
+    point, mask = cp.predict_set(y[:, t:])
+    assert point.shape == (r, 2) and mask.shape == (r, 4) and mask.dtype == bool
+    ev = cp.evaluate(x[:, t:], y[:, t:])
     assert set(ev) == {"coverage", "set_size", "empty_rate"} and 0 <= ev["set_size"] <= 4
     # point prediction = argmax p; the set is {p > alpha}
-    _, p = cp.predict_p(y[:, 40:], rng_key=jax.random.PRNGKey(9))
-    point, mask = cp.predict_set(y[:, 40:], rng_key=jax.random.PRNGKey(9))
+    _, p = cp.predict_p(y[:, t:], rng_key=jax.random.PRNGKey(9))
+    point, mask = cp.predict_set(y[:, t:], rng_key=jax.random.PRNGKey(9))
     np.testing.assert_array_equal(mask, p > 1 - 0.7)
     np.testing.assert_array_equal(point, cands[p.argmax(1)])
     # same random_state: same results
-    a = BlockConformalHMM(2, n_permutations=30, random_state=4).fit(x[0, :40], y[0, :40]).predict_p(y[0, 40:41])[1]
-    b = BlockConformalHMM(2, n_permutations=30, random_state=4).fit(x[0, :40], y[0, :40]).predict_p(y[0, 40:41])[1]
+    a = BlockConformalHMM(2, n_permutations=M, random_state=4).fit(x[0, :t], y[0, :t]).predict_p(y[0, t:t + 1])[1]
+    b = BlockConformalHMM(2, n_permutations=M, random_state=4).fit(x[0, :t], y[0, :t]).predict_p(y[0, t:t + 1])[1]
     np.testing.assert_array_equal(a, b)
 
 
@@ -327,14 +328,14 @@ def test_online_partial_fit_equals_refit():
     x, y = simulate(1, 1, 60, 1, 0.9, 0.75)
     x, y = x[0], y[0]
     key = jax.random.PRNGKey(2)
-    online = BlockConformalHMM(2, n_permutations=50, random_state=0).fit(x[:30], y[:30])
+    online = BlockConformalHMM(2, n_permutations=M, random_state=0).fit(x[:30], y[:30])
     assert online.predict_p(y[30:31], rng_key=key)[1].shape == (2,)
     online.partial_fit(x[30:45], y[30:45])
-    refit = BlockConformalHMM(2, n_permutations=50, random_state=0).fit(x[:45], y[:45])
+    refit = BlockConformalHMM(2, n_permutations=M, random_state=0).fit(x[:45], y[:45])
     np.testing.assert_array_equal(online.predict_p(y[45:46], rng_key=key)[1], refit.predict_p(y[45:46], rng_key=key)[1])
     online.partial_fit(x[45:59], y[45:59])  # grows past the padded capacity
     assert online._lengths.tolist() == [59]
-    refit = BlockConformalHMM(2, n_permutations=50, random_state=0).fit(x[:59], y[:59])
+    refit = BlockConformalHMM(2, n_permutations=M, random_state=0).fit(x[:59], y[:59])
     np.testing.assert_array_equal(online.predict_p(y[59:60], rng_key=key)[1], refit.predict_p(y[59:60], rng_key=key)[1])
 
 
@@ -354,27 +355,30 @@ def test_batch_with_lengths_matches_single_problems():
 def test_custom_score_fixed_parameters_and_poisson():
     """A callable score equal to the built-in one gives identical p-values; fixed (known) parameters
     and Poisson emissions run and give valid p-values."""
-    x, y = simulate(4, 2, 30, 1, 0.9, 0.9)
-    kw = dict(n_permutations=40, random_state=1)
+    t, r = 50, 128
+    x, y = simulate(4, r, t, 1, 0.9, 0.9)
+    kw = dict(n_permutations=M, random_state=1)
     key = jax.random.PRNGKey(0)
-    builtin = BlockConformalHMM(2, **kw).fit(x[:, :30], y[:, :30]).predict_p(y[:, 30:], rng_key=key)[1]
+    builtin = BlockConformalHMM(2, **kw).fit(x[:, :t], y[:, :t]).predict_p(y[:, t:], rng_key=key)[1]
     custom = BlockConformalHMM(2, score=lambda *a: mp.conformal.filter_score(*a), **kw)
-    np.testing.assert_array_equal(custom.fit(x[:, :30], y[:, :30]).predict_p(y[:, 30:], rng_key=key)[1], builtin)
-    hmm = two_state_hmm(0.9, 0.9, 31)
-    fixed = BlockConformalHMM(2, estimator=(hmm.transition_matrix, hmm.emission), **kw).fit(x[:, :30], y[:, :30])
-    pv = fixed.predict_p(y[:, 30:])[1]
-    assert pv.shape == (2, 2) and ((pv >= 0) & (pv <= 1)).all()
+    np.testing.assert_array_equal(custom.fit(x[:, :t], y[:, :t]).predict_p(y[:, t:], rng_key=key)[1], builtin)
+    hmm = two_state_hmm(0.9, 0.9, t + 1)
+    fixed = BlockConformalHMM(2, estimator=(hmm.transition_matrix, hmm.emission), **kw).fit(x[:, :t], y[:, :t])
+    pv = fixed.predict_p(y[:, t:])[1]
+    assert pv.shape == (r, 2) and ((pv >= 0) & (pv <= 1)).all()
+    assert abs(np.mean(pv[np.arange(r), x[:, t]] > ALPHA) - (1 - ALPHA)) < 4.5 * np.sqrt(0.16 / r)
     counts = np.asarray(jax.random.poisson(jax.random.PRNGKey(1), jnp.where(x == 1, 6.0, 1.0)))
-    pois = BlockConformalHMM(2, emission="poisson", **kw).fit(x[:, :30], counts[:, :30])
-    pv = pois.predict_p(counts[:, 30:])[1]
-    assert pv.shape == (2, 2) and ((pv >= 0) & (pv <= 1)).all()
+    pois = BlockConformalHMM(2, emission="poisson", **kw).fit(x[:, :t], counts[:, :t])
+    pv = pois.predict_p(counts[:, t:])[1]
+    assert pv.shape == (r, 2) and ((pv >= 0) & (pv <= 1)).all()
+    assert abs(np.mean(pv[np.arange(r), x[:, t]] > ALPHA) - (1 - ALPHA)) < 4.5 * np.sqrt(0.16 / r)
 
 
 @pytest.mark.smoke
 def test_float32_smoke():
     with jax.enable_x64(False):
         x, y = simulate(6, 200, 30, 1, 0.1, 0.9)
-        cp = BlockConformalHMM(2, confidence_level=0.8, n_permutations=30, random_state=0).fit(x[:, :30], y[:, :30])
+        cp = BlockConformalHMM(2, confidence_level=0.8, n_permutations=M, random_state=0).fit(x[:, :30], y[:, :30])
         cands, p = cp.predict_p(y[:, 30:])
         assert p.dtype == np.float32 and np.isfinite(p).all()
         cov = np.mean(p[np.arange(200), x[:, 30]] > 0.2)
@@ -458,10 +462,10 @@ def test_example_recessions_runs_and_beats_the_trivial_set(capsys):
 
 def test_example_grid_runs():
     example = _load_example("conformal_grid")
-    rows = example.grid(r=200, horizons=(1,), n_permutations=M)
-    assert len(rows) == 20
+    rows = example.grid(r=256, horizons=(1,), n_permutations=M, ps=(0.1, 0.9), bs=(0.9,))
+    assert len(rows) == 4
     for h, p, b, blocks, cov, se, size in rows:
-        assert cov >= 0.8 - 4.5 * np.sqrt(0.16 / 200), (p, b, blocks, cov)
+        assert cov >= 0.8 - 4.5 * np.sqrt(0.16 / 256), (p, b, blocks, cov)
 
 
 # --------------------------------------------------------------------------- full grid (slow)

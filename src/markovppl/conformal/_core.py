@@ -108,28 +108,39 @@ def _problem_p_values(rng_key, states, obs, length, new_obs, params, cfg: CoreCo
 
 
 def chunk_size(cfg: CoreConfig, capacity: int, num_problems: int) -> int:
+    """Problems per compiled call: a power of two, at most what fits ``_CHUNK_ELEMENTS`` and at most 256,
+    so that batches of any size reuse a handful of compiled shapes."""
     perms = capacity ** (cfg.horizon + cfg.shift) if cfg.n_permutations is None else cfg.n_permutations + 1
     per_problem = cfg.num_states**cfg.horizon * perms * (capacity + 64)
-    return int(max(1, min(num_problems, _CHUNK_ELEMENTS // per_problem)))
+    limit = max(1, min(256, _CHUNK_ELEMENTS // per_problem))
+    limit = 1 << (limit.bit_length() - 1)
+    want = 1 << max(0, int(num_problems) - 1).bit_length()
+    return int(min(limit, want))
 
 
 @functools.lru_cache(maxsize=64)
-def compiled_p_values(cfg: CoreConfig, batch_size: int):
+def compiled_p_values(cfg: CoreConfig):
     """``jit`` of ``(keys (B,), states (B, N), obs (B, N, *ev), lengths (B,), new_obs (B, H, *ev), params)
-    -> p-values (B, K**H)``, cached per configuration. Problems run ``batch_size`` at a time (``vmap``
-    inside a ``lax.map``); the batch is padded to a multiple of it so one body is compiled."""
+    -> p-values (B, K**H)`` (``vmap`` over problems), cached per configuration; callers feed it
+    fixed-size chunks (see ``chunk_size``)."""
+    return jax.jit(jax.vmap(lambda k, x, y, n, yn, params: _problem_p_values(k, x, y, n, yn, params, cfg),
+                            in_axes=(0, 0, 0, 0, 0, None)))
 
-    def run(keys, states, obs, lengths, new_obs, params):
-        b = states.shape[0]
-        chunks = -(-b // batch_size)
-        pad = chunks * batch_size - b
 
-        def split(a):
-            a = jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)], 0) if pad else a
-            return a.reshape((chunks, batch_size) + a.shape[1:])
+def p_values_in_chunks(cfg: CoreConfig, keys, states, obs, lengths, new_obs, params):
+    """Run ``compiled_p_values`` over fixed-size chunks of problems (the last one padded)."""
+    b, cap = states.shape[0], states.shape[1]
+    size = chunk_size(cfg, cap, b)
+    run = compiled_p_values(cfg)
+    out = []
+    for start in range(0, b, size):
+        stop = min(start + size, b)
+        pad = size - (stop - start)
 
-        one = jax.vmap(lambda k, x, y, n, yn: _problem_p_values(k, x, y, n, yn, params, cfg))
-        out = jax.lax.map(lambda args: one(*args), tuple(split(a) for a in (keys, states, obs, lengths, new_obs)))
-        return out.reshape((chunks * batch_size,) + out.shape[2:])[:b]
+        def part(a):
+            a = a[start:stop]
+            return jnp.concatenate([a, jnp.repeat(a[:1], pad, 0)], 0) if pad else a
 
-    return jax.jit(run)
+        res = run(*(part(a) for a in (keys, states, obs, lengths, new_obs)), params)
+        out.append(res[: stop - start])
+    return jnp.concatenate(out, 0)

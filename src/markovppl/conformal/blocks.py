@@ -285,7 +285,7 @@ def final_window(structure: BlockStructure, blocks, horizon: int, shift: int = 0
         if j == 0:
             out.append(st.length - 1)
             continue
-        i = jnp.clip(jnp.searchsorted(cum, j, side="left"), 0, size - 1)
+        i = jnp.minimum(jnp.sum(cum < j), size - 1)  # first block whose cumulative length reaches j
         blk = back_blocks[i]
         within = j - (cum[i] - lens[i])
         src = jnp.where(j <= total, st.starts[blk] + st.lengths[blk] - within, st.prefix_length - (j - total))

@@ -119,14 +119,13 @@ class BlockConformalHMM:
     observations (online use).
 
     Examples:
-        >>> import jax, jax.numpy as jnp, numpyro.distributions as dist
+        >>> import numpy as np
         >>> import markovppl as mp
-        >>> hmm = mp.HMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.1, 0.9]]),
-        ...              dist.Categorical(probs=jnp.array([[0.9, 0.1], [0.1, 0.9]])), num_steps=41)
-        >>> x, y = hmm.sample_with_states(jax.random.PRNGKey(0))
-        >>> cp = mp.conformal.BlockConformalHMM(2, confidence_level=0.8, n_permutations=50, random_state=0)
-        >>> cp = cp.fit(x[:40], y[:40])
-        >>> point, mask = cp.predict_set(y[40:])
+        >>> x = np.array([0, 0, 1, 1, 1, 0, 0, 1, 1])       # hidden states, recorded
+        >>> y = np.array([0, 0, 1, 1, 0, 0, 0, 1, 1])       # observations
+        >>> cp = mp.conformal.BlockConformalHMM(2, confidence_level=0.8, n_permutations=20, random_state=0)
+        >>> cp = cp.fit(x[:8], y[:8])
+        >>> point, mask = cp.predict_set(y[8:])              # next state, given the next observation
         >>> point.shape, mask.shape, cp.candidates_.tolist()
         ((1,), (2,), [[0], [1]])
     """
@@ -424,8 +423,8 @@ class BlockConformalHMM:
         keys = jax.random.split(rng_key, b)
         cfg = self._config(shift)
         params = None if isinstance(self.estimator, str) else self.estimator
-        run = _core.compiled_p_values(cfg, _core.chunk_size(cfg, cap, b))
-        p = run(keys, jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(self._lengths), jnp.asarray(y_new.astype(ys.dtype)), params)
+        p = _core.p_values_in_chunks(cfg, keys, jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(self._lengths),
+                                     jnp.asarray(y_new.astype(ys.dtype)), params)
         p = np.asarray(p)
         return p[0] if (single and b == 1) else p
 
@@ -463,11 +462,11 @@ class BlockConformalHMM:
 
         Examples:
             >>> import numpy as np
-            >>> cp = BlockConformalHMM(2, confidence_level=0.5, horizon=2, n_permutations=20, random_state=0)
+            >>> cp = BlockConformalHMM(2, confidence_level=0.5, n_permutations=20, random_state=0)
             >>> cp = cp.fit(np.array([0, 0, 1, 1, 0, 0, 1, 1]), np.array([0, 0, 1, 1, 0, 0, 1, 1]))
-            >>> point, mask = cp.predict_set(np.array([1, 1]))
-            >>> point.shape, mask.shape
-            ((2,), (4,))
+            >>> point, mask = cp.predict_set(np.array([1]))
+            >>> point.shape, mask.shape, mask.dtype
+            ((1,), (2,), dtype('bool'))
         """
         p = self._p_values(Y_new, rng_key)
         mask = p > 1.0 - float(self.confidence_level)
@@ -492,14 +491,16 @@ class BlockConformalHMM:
             >>> sorted(cp.evaluate(np.array([1]), np.array([1])))
             ['coverage', 'empty_rate', 'set_size']
         """
+        if not hasattr(self, "_x"):
+            raise ValueError("call fit(X, Y) before evaluate")
+        x_true = np.atleast_2d(np.asarray(X_true))
+        h, b = self.horizon, self._x.shape[0]
+        if x_true.shape != (b, h):
+            raise ValueError(f"X_true must have shape {(h,) if b == 1 else (b, h)}, got {np.shape(X_true)}")
+        if not np.all(np.mod(x_true, 1) == 0) or x_true.min() < 0 or x_true.max() >= self.n_states:
+            raise ValueError(f"X_true must hold states in 0..{self.n_states - 1}")
         _, mask = self.predict_set(Y_new, rng_key)
         mask = np.atleast_2d(mask)
-        x_true = np.atleast_2d(np.asarray(X_true))
-        h = self.horizon
-        if x_true.shape != (mask.shape[0], h):
-            raise ValueError(f"X_true must have shape ({h},) or ({mask.shape[0]}, {h}), got {np.shape(X_true)}")
-        if x_true.min() < 0 or x_true.max() >= self.n_states:
-            raise ValueError(f"X_true must hold states in 0..{self.n_states - 1}")
         index = np.ravel_multi_index(tuple(x_true.T.astype(np.int64)), (self.n_states,) * h)
         covered = mask[np.arange(mask.shape[0]), index]
         sizes = mask.sum(-1)
