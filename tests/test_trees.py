@@ -80,8 +80,8 @@ def test_bm_evidence_equals_shared_path_length_mvn():
     assert rel_close(model.log_prob(jnp.asarray(y)), ref, 1e-12)
 
 
-@pytest.mark.parametrize("kind,d,m,leaves", [("bm", 1, None, 200), ("ou", 1, None, 200), ("bm", 3, None, 60),
-                                             ("ou", 2, None, 120), ("ou", 3, 2, 40)])
+@pytest.mark.parametrize("kind,d,m,leaves", [("bm", 1, None, 200), ("ou", 1, None, 200), ("ou", 2, None, 120),
+                                             ("ou", 3, 2, 40), pytest.param("bm", 3, None, 60, marks=pytest.mark.slow)])
 def test_gaussian_evidence_and_marginals_equal_dense_oracle(kind, d, m, leaves):
     model, y, (mean, cov, nodes, yy, L, c, R) = _gaussian_case(leaves, kind, d, seed=leaves + d, m=m)
     ref = ot.gaussian_evidence(mean, cov, nodes, yy, L, c, R)
@@ -262,8 +262,8 @@ def _fd(f, x, eps=1e-6):
 
 
 def test_gradients_match_finite_differences():
-    tree = random_tree(12, seed=2)
-    y = jnp.asarray(np.random.default_rng(0).normal(size=(12, 2)))
+    tree = random_tree(6, seed=2)
+    y = jnp.asarray(np.random.default_rng(0).normal(size=(6, 2)))
     B0, S0 = np.array([[1.0, 0.3], [-0.2, 0.8]]), np.array([[0.7, 0.1], [0.1, 0.5]])
 
     def loglik(B, S, ell, tau):
@@ -277,7 +277,7 @@ def test_gradients_match_finite_differences():
         f = lambda x, i=i: float(loglik_jit(*[x if j == i else a for j, a in enumerate(args)]))
         assert rel_close(g, _fd(f, args[i]), 1e-6), i
 
-    model, yd, _ = _discrete_case(15, 3, seed=9)
+    model, yd, _ = _discrete_case(8, 3, seed=9)
 
     def disc(q_off, ell):
         q = q_off - jnp.diag(q_off.sum(1))
@@ -315,8 +315,6 @@ def test_float32_smoke():
                           observed=model.observed)
     val = m32.log_prob(f32(y))
     assert val.dtype == jnp.float32 and rel_close(val, ref, 1e-4)
-    draws = m32.posterior_sample(jax.random.PRNGKey(0), f32(y), (3,))
-    assert draws.dtype == jnp.float32 and np.all(np.isfinite(np.asarray(draws)))
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -386,10 +384,15 @@ def _ou_rate_problem(num_leaves=200, seed=0):
         ou = OrnsteinUhlenbeck(jnp.exp(log_rate)[None, None], jnp.zeros(1), sigma2 * jnp.eye(1))
         numpyro.sample("y", mp.GaussianTree(tree, ou, jnp.zeros(1), root_var * jnp.eye(1), tau2 * jnp.eye(1)), obs=y)
 
+    def mvn_logpdf(cov):  # zero mean, by a Cholesky factor (scipy's frozen MVN does an eigendecomposition)
+        chol = np.linalg.cholesky(cov)
+        z = scipy.linalg.solve_triangular(chol, y, lower=True)
+        return -0.5 * z @ z - np.log(np.diag(chol)).sum() - 0.5 * num_leaves * np.log(2 * np.pi)
+
     def quadrature(tau2):
-        grid = np.linspace(-3.0, 2.5, 401)
-        logpost = np.array([stats.norm.logpdf(g) + stats.multivariate_normal(np.zeros(num_leaves), _ou_leaf_cov(
-            shared, depth, np.exp(g), sigma2, root_var) + tau2 * np.eye(num_leaves)).logpdf(y) for g in grid])
+        grid = np.linspace(-2.5, 2.5, 301)
+        logpost = np.array([stats.norm.logpdf(g) + mvn_logpdf(_ou_leaf_cov(shared, depth, np.exp(g), sigma2, root_var)
+                                                                + tau2 * np.eye(num_leaves)) for g in grid])
         w = np.exp(logpost - logpost.max())
         w /= w.sum()
         mean = float(np.sum(w * grid))
@@ -402,7 +405,7 @@ def test_nuts_ou_rate_matches_quadrature_posterior():
     from numpyro.infer import MCMC, NUTS
 
     model, y, (mean, sd), (wrong_mean, wrong_sd) = _ou_rate_problem()
-    mcmc = MCMC(NUTS(model), num_warmup=400, num_samples=2000, progress_bar=False)
+    mcmc = MCMC(NUTS(model), num_warmup=500, num_samples=2000, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(0), y)
     draws = mcmc.get_samples()["log_rate"]
     assert matches_quadrature(draws, mean, sd)
@@ -411,8 +414,10 @@ def test_nuts_ou_rate_matches_quadrature_posterior():
 
 
 # ------------------------------------------------------------------------------ gallery models
-@pytest.mark.parametrize("name,plot,var_names", [("ou_tree", "tree_node_means.png", ["alpha", "theta", "sigma", "tau"]),
-                                                 ("mk_tree", "tree_state_probs.png", ["q01", "q10"])])
+@pytest.mark.parametrize("name,plot,var_names", [
+    ("ou_tree", "tree_node_means.png", ["alpha", "theta", "sigma", "tau"]),
+    pytest.param("mk_tree", "tree_state_probs.png", ["q01", "q10"], marks=pytest.mark.slow),
+])
 def test_tree_gallery_models_fit_through_cli(name, plot, var_names, tmp_path, capsys):
     from markovppl import cli, diagnostics
     from markovppl.modelfile import bundled_models, load_model_file
