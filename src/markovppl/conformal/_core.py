@@ -100,7 +100,7 @@ def _candidate_p_value(rng_key, cand, states, obs, length, params, cfg: CoreConf
 
 def _problem_p_values(rng_key, states, obs, length, new_obs, params, cfg: CoreConfig):
     ev = cfg.event_ndim
-    y = jax.lax.dynamic_update_slice(obs, new_obs.astype(obs.dtype), (length,) + (0,) * ev)
+    y = jax.lax.dynamic_update_slice(obs, new_obs.astype(obs.dtype), (length,) + (jnp.zeros_like(length),) * ev)
     cands = candidates(cfg.num_states, cfg.horizon)
     keys = jax.random.split(rng_key, cands.shape[0])
     fn = functools.partial(_candidate_p_value, states=states, obs=y, length=length, params=params, cfg=cfg)

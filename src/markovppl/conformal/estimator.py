@@ -323,7 +323,6 @@ class BlockConformalHMM:
         self._check_obs(y_valid, "Y")
         self.n_symbols_ = None if self._family is None else self._family.num_symbols
         self.candidates_ = np.asarray(_core.candidates(self.n_states, self.horizon))
-        self._single = single
         self._x, self._y, self._lengths = x, y, lengths.astype(np.int32)
         if self.random_state is None:
             seed = int(np.random.default_rng().integers(2**31))
