@@ -199,7 +199,8 @@ def _oracle_counts(x_aug, y_aug, h, k, v, blocks, score, a=1.0):
     return above, ties, total
 
 
-@pytest.mark.parametrize("h,blocks,score", [(1, "state", "filter"), (2, "state", "smoother"), (2, "pair", "filter")])
+@pytest.mark.parametrize("h,blocks,score", [pytest.param(1, "state", "filter", marks=pytest.mark.smoke),
+                                            (2, "state", "smoother"), (2, "pair", "filter")])
 def test_exact_p_values_match_brute_force_enumeration(h, blocks, score):
     rng = np.random.default_rng(7 + h)
     cands = np.array(list(itertools.product(range(2), repeat=h)))
@@ -257,7 +258,6 @@ def test_null_p_values_uniform():
     assert np.mean(p_cons > ALPHA) >= 1 - ALPHA  # still valid (conservative)
 
 
-@pytest.mark.smoke
 def test_original_anchoring_under_covers_and_corrected_does_not():
     """T-B5: the reference code's shifted window (pair blocks, p = #{S_pi >= S}/|G|) under-covers at
     (T=50, p=0.1, b=0.9) — research notes measured 0.747 +- 0.009 with the authors' code, this

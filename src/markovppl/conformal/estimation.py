@@ -67,12 +67,27 @@ class EmissionFamily:
     num_symbols: int | None = None
 
     def estimate(self, states, obs, valid, num_states: int) -> dist.Distribution:
-        """Emission law estimated from the valid positions of ``(states, obs)``."""
+        """Emission law estimated from the valid positions of ``(states, obs)``.
+
+        Examples:
+            >>> import jax.numpy as jnp
+            >>> d = categorical_emission(2).estimate(jnp.array([0, 1]), jnp.array([1, 1]), jnp.array([True, False]), 2)
+            >>> d.probs.round(4).tolist()             # state 1's observation is padding: ignored
+            [[0.3333, 0.6667], [0.5, 0.5]]
+        """
         s = state_statistics(self.statistics(obs), states, valid, num_states)
         return self.build(s, s.sum(0))
 
     def check(self, obs, name: str) -> None:
-        """Clear errors for observations this family cannot take (eager arrays only)."""
+        """Clear errors for observations this family cannot take (eager arrays only).
+
+        Examples:
+            >>> import numpy as np
+            >>> categorical_emission(2).check(np.array([0, 2]), "Y")
+            Traceback (most recent call last):
+            ...
+            ValueError: Y has unknown symbols [2] (the categorical emission takes 0..1)
+        """
         obs = np.asarray(obs)
         if self.discrete:
             if not (np.issubdtype(obs.dtype, np.integer) or np.all(np.mod(obs, 1) == 0)):
