@@ -374,7 +374,6 @@ def test_custom_score_fixed_parameters_and_poisson():
     assert abs(np.mean(pv[np.arange(r), x[:, t]] > ALPHA) - (1 - ALPHA)) < 4.5 * np.sqrt(0.16 / r)
 
 
-@pytest.mark.smoke
 def test_float32_smoke():
     with jax.enable_x64(False):
         x, y = simulate(6, 200, 30, 1, 0.1, 0.9)
