@@ -515,3 +515,21 @@ def test_user_emission_family_multivariate_gaussian():
     assert ev["set_size"] < 2 * (1 - ALPHA)  # the emission informs: smaller than the trivial set
     with pytest.raises(ValueError, match="shape"):
         cp.fit(x[:, :t], y[:, :t, 0])  # observations without their event axis
+
+
+def test_three_state_cyclic_chain_coverage_and_size():
+    """The 3-state cyclic chain of the authors' first notebook (P = [[.1,.6,.3],[.3,.1,.6],[.6,.3,.1]],
+    3 symbols, b = 0.6 on the diagonal), T = 60, R = 1024: coverage within 4.5 SE of 0.8 and sets
+    smaller than the randomised-trivial 0.8 * 3 = 2.4."""
+    P = jnp.array([[0.1, 0.6, 0.3], [0.3, 0.1, 0.6], [0.6, 0.3, 0.1]])
+    B = jnp.full((3, 3), 0.2) + 0.4 * jnp.eye(3)
+    hmm = mp.HMM(jnp.ones(3) / 3, P, dist.Categorical(probs=B), num_steps=61)
+    r, t = 1024, 60
+    x, y = (np.asarray(a) for a in hmm.sample_with_states(jax.random.PRNGKey(12), (r,)))
+    cp = BlockConformalHMM(3, confidence_level=1 - ALPHA, n_permutations=M, random_state=0).fit(x[:, :t], y[:, :t])
+    _, p = cp.predict_p(y[:, t:])
+    mask = p > ALPHA
+    cov = mask[np.arange(r), x[:, t]].mean()
+    assert abs(cov - (1 - ALPHA)) <= 4.5 * np.sqrt(ALPHA * (1 - ALPHA) / r), cov
+    sizes = mask.sum(1)
+    assert (2.4 - sizes.mean()) / (sizes.std() / np.sqrt(r)) > 3, sizes.mean()

@@ -334,7 +334,8 @@ class BlockConformalHMM:
     def partial_fit(self, X, Y) -> "BlockConformalHMM":
         r"""Append newly revealed states and observations to every calibration sequence (online mode).
 
-        ``X`` ``(t,)`` or ``(B, t)`` and ``Y`` alike are appended after each row's current length. The
+        ``X`` ``(t,)`` or ``(B, t)`` and ``Y`` alike are appended after each row's current length (a
+        one-dimensional ``X`` is appended to every row). The
         guarantee holds at every step for the data seen so far (the next prediction is a new
         conformal problem on the longer sequence). Fits from scratch if not fitted yet.
 
