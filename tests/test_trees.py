@@ -81,7 +81,7 @@ def test_bm_evidence_equals_shared_path_length_mvn():
 
 
 @pytest.mark.parametrize("kind,d,m,leaves", [("bm", 1, None, 200), ("ou", 1, None, 200), ("ou", 2, None, 120),
-                                             ("ou", 3, 2, 40), pytest.param("bm", 3, None, 60, marks=pytest.mark.slow)])
+                                             ("ou", 3, 2, 40), ("bm", 3, None, 60)])
 def test_gaussian_evidence_and_marginals_equal_dense_oracle(kind, d, m, leaves):
     model, y, (mean, cov, nodes, yy, L, c, R) = _gaussian_case(leaves, kind, d, seed=leaves + d, m=m)
     ref = ot.gaussian_evidence(mean, cov, nodes, yy, L, c, R)
@@ -416,7 +416,7 @@ def test_nuts_ou_rate_matches_quadrature_posterior():
 # ------------------------------------------------------------------------------ gallery models
 @pytest.mark.parametrize("name,plot,var_names", [
     ("ou_tree", "tree_node_means.png", ["alpha", "theta", "sigma", "tau"]),
-    pytest.param("mk_tree", "tree_state_probs.png", ["q01", "q10"], marks=pytest.mark.slow),
+    ("mk_tree", "tree_state_probs.png", ["q01", "q10"]),
 ])
 def test_tree_gallery_models_fit_through_cli(name, plot, var_names, tmp_path, capsys):
     from markovppl import cli, diagnostics

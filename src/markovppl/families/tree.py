@@ -478,6 +478,14 @@ class DiscreteTree(dist.Distribution):
         >>> y = jnp.array([0, 0, 1])
         >>> round(float(jnp.exp(model.log_prob(y))), 6)
         0.11425
+
+        The Mk model: a generator over every branch (``duration=None``: the tree's branch lengths).
+
+        >>> from markovppl.kernels import JumpProcess
+        >>> mk = DiscreteTree(from_newick("((A:1,B:1):0.5,C:1.5);"), JumpProcess(jnp.array([[-1.0, 1.0], [1.0, -1.0]]), None),
+        ...                   jnp.array([0.5, 0.5]))
+        >>> round(float(jnp.exp(mk.log_prob(y))), 6)
+        0.12667
     """
 
     pytree_data_fields = ("edges", "root_probs", "emission_matrix")
