@@ -430,7 +430,7 @@ def test_nuts_jump_rate_matches_quadrature_posterior_from_scipy_oracle():
 
     grid = np.linspace(0.05, 4.0, 800)
     mean, sd = oracles.grid_posterior(np.vectorize(oracle_loglik), lambda lam: stats.lognorm.logpdf(lam, 1.0), grid)
-    mcmc = MCMC(NUTS(model), num_warmup=400, num_samples=1500, progress_bar=False)
+    mcmc = MCMC(NUTS(model), num_warmup=300, num_samples=1000, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(8), jnp.asarray(y))
     draws = np.asarray(mcmc.get_samples()["lam"])
     ess = float(effective_sample_size(draws[None]))
@@ -509,3 +509,23 @@ def test_guided_ctmc_rejects_zero_likelihoods_and_flags_overflow():
     gd = jg.dense_guiding(Q3, np.log(np.array([0.2, 0.3, 0.5])), jg.guiding_grid(1.0, 4))
     out = jg.guided_ctmc_path(jax.random.PRNGKey(0), 0, jg.dense_rates(100 * Q3), gd, max_jumps=3)
     assert bool(out.path.overflow)
+
+
+@pytest.mark.slow
+def test_full_size_bridge_and_guided_ctmc_checks():
+    """Larger versions of the bridge z-tests (10^5 bridges per case) and of the guided-CTMC estimate
+    (10^5 paths); results recorded in docs/jump_processes.md."""
+    n = 100_000
+    cases = [(Q3, 1.5, 0, 2), (Q3, 0.4, 1, 1), (np.array([[-3.0, 3.0], [0.5, -0.5]]), 2.0, 1, 0)]
+    m = max(jb.suggest_max_jumps(q, ell) for q, ell, _, _ in cases)
+    for i, (q, ell, a, b) in enumerate(cases):
+        path = jb.sample_bridge(jax.random.PRNGKey(100 + i), q, ell, jnp.full(n, a), b, m)
+        z = bridge_z_scores(path, q, ell, a, b)
+        print(f"bridge case {i}: max |z| = {np.max(np.abs(z)):.2f} over {len(z)} statistics")
+        assert np.max(np.abs(z)) < 4.5
+    g = np.array([0.05, 0.15, 0.8])
+    exact = (scipy.linalg.expm(1.5 * Q3) @ g)[0]
+    gd = jg.dense_guiding(np.full((3, 3), 0.3) - 0.9 * np.eye(3), np.log(g), jg.guiding_grid(1.5, 32))
+    est, _ = jg.guided_ctmc_evidence(jax.random.PRNGKey(7), 0, jg.dense_rates(Q3), gd, n, max_jumps=30)
+    print(f"guided CTMC: {float(est.evidence):.6f} +- {float(est.standard_error):.6f} (exact {exact:.6f}), ESS {float(est.ess):.0f}")
+    assert abs(float(est.evidence) - exact) < 3 * float(est.standard_error)
