@@ -120,7 +120,6 @@ def test_kernel_duration_gradient_matches_finite_differences_and_does_not_retrac
         assert abs(float(g_rates[i, j]) - fd_q) < 1e-7 * max(1, abs(fd_q))
 
 
-@pytest.mark.smoke
 def test_float32_kernel_smoke():
     q = jnp.asarray(Q3, jnp.float32)
     p = JumpProcess(q, jnp.float32(2.0)).transition_matrix()
@@ -393,7 +392,6 @@ def test_evidence_gradient_in_rates_and_times_matches_finite_differences_and_jit
     np.testing.assert_allclose(values, [oracle(rates * s, times) for s in scales], rtol=1e-10)
 
 
-@pytest.mark.smoke
 def test_float32_mjp_smoke():
     times, y = irregular_data(4)
     f32 = lambda a: jnp.asarray(a, jnp.float32)

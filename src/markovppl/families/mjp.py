@@ -133,6 +133,20 @@ class MarkovJumpProcess(HMM):
         super().__init__(law, time_varying(steps), emission, missing=missing, parallel=parallel, validate_args=validate_args)
         self._batch_shape = jax.lax.broadcast_shapes(self.batch_shape, times.shape[:-1])
 
+    @classmethod
+    def infer_shapes(cls, initial_probs, generator, emission_batch_shape, emission_event_shape=(), times=(1,),
+                     start_time=None):
+        r"""Shapes ``(batch_shape, event_shape)`` from the shapes of the parameters: the batch shape broadcasts
+        the leading axes of $\pi_0$ ``(..., K)``, $Q$ ``(..., K, K)``, the emission and ``times`` ``(..., T)``.
+
+        Examples:
+            >>> MarkovJumpProcess.infer_shapes((4, 3), (3, 3), (3,), times=(25,))
+            ((4,), (25,))
+        """
+        batch = jax.lax.broadcast_shapes(tuple(initial_probs)[:-1], tuple(generator)[:-2], tuple(emission_batch_shape)[:-1],
+                                         tuple(times)[:-1])
+        return batch, (tuple(times)[-1],) + tuple(emission_event_shape)
+
     @property
     def kernel(self) -> JumpProcess:
         r"""The [`JumpProcess`][markovppl.kernels.jump.JumpProcess] between consecutive observations

@@ -334,7 +334,7 @@ def guided_ctmc_evidence(rng_key, x0, rates_fn: Callable, guiding, num_samples: 
         >>> Q = jnp.array([[-1.0, 0.7, 0.3], [0.4, -0.9, 0.5], [0.2, 0.6, -0.8]])
         >>> g = jnp.array([0.05, 0.15, 0.8])
         >>> gd = dense_guiding(jnp.full((3, 3), 0.3) - 0.9 * jnp.eye(3), jnp.log(g), guiding_grid(1.5, 16))
-        >>> est, _ = guided_ctmc_evidence(jax.random.PRNGKey(0), 0, dense_rates(Q), gd, 2000, max_jumps=30)
+        >>> est, _ = guided_ctmc_evidence(jax.random.PRNGKey(0), 0, dense_rates(Q), gd, 500, max_jumps=30)
         >>> exact = float((jax.scipy.linalg.expm(1.5 * Q) @ g)[0])                     # 0.288023
         >>> bool(abs(float(est.evidence) - exact) < 4 * float(est.standard_error))
         True
