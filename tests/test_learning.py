@@ -67,8 +67,9 @@ def _assert_score(est, exact):
 
 @pytest.mark.slow
 def test_paris_score_matches_gradient_of_kalman_log_likelihood():
-    """T-A10 for the PaRIS score (100 runs, N = 256, T = 50): within 4.5 SE per component (the PaRIS
-    bias at this N is well below the SE)."""
+    """T-A10 for the PaRIS score (100 runs, N = 256, T = 50): within 4.5 SE per component. Recorded
+    run: z = -3.0, -2.5, +3.9 — the self-normalisation bias of PaRIS is visible at this size (the
+    PPG score of the CI test has no such bias at stationarity)."""
     ssm, y, _ = lgssm_problem(T=50, seed=7)
     theta = jnp.array([0.8, 0.1, -0.5])
     exact = np.asarray(jax.grad(lambda th: make_ssm(th).log_prob(y))(theta))
@@ -101,15 +102,15 @@ def test_sa_mle_recovers_the_exact_mle():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("score_method", ["ppg", "paris"])
-def test_sa_mle_recovers_the_exact_mle_full(score_method):
-    """T-A11 (full size): T = 500, 2000 iterations, N = 32: each component within 0.05 of the MLE."""
+def test_sa_mle_recovers_the_exact_mle_full():
+    """T-A11 (full size): T = 500, PPG-SA, N = 32, 2000 iterations, steps (1/T) k^-1/2, Polyak average
+    of the last half: each component within 0.05 of the MLE."""
     y, mle, fk_fn = _mle_problem(T=500, seed=5)
     run = jax.jit(lambda k: pt.sa_mle(k, fk_fn, jnp.array([0.8, 0.0, -0.2]), jnp.zeros((500, 1)), 32, 2000,
-                                      step_size=0.5 / 500, score_method=score_method, backward_sampler="hybrid"))
+                                      step_size=1.0 / 500, decay=0.5, backward_sampler="hybrid"))
     res = run(jax.random.PRNGKey(31))
     err = np.asarray(res.params_average) - mle
-    print(f"T-A11 full ({score_method}): estimate {np.asarray(res.params_average)}, exact MLE {mle}, error {err}")
+    print(f"T-A11 full: estimate {np.asarray(res.params_average)}, exact MLE {mle}, error {err}")
     assert np.max(np.abs(err)) < 0.05
 
 
