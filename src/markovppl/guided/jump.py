@@ -4,7 +4,7 @@ $$P^\circ[x, y] = \frac{e^{\ell Q}[x, y]\, h(y)}{(e^{\ell Q} h)(x)},$$
 
 drawn by the Gumbel-max trick as for [`Categorical`][markovppl.kernels.finite.Categorical]; the log-weight is
 zero (the message was pulled back through the same matrix). The continuous path between the two
-ends, given both, is drawn exactly by ``markovppl.jump.sample_bridge``.
+ends, given both, is drawn exactly by [`sample_bridge`][markovppl.jump.bridge.sample_bridge].
 Registered on import of ``markovppl.guided``.
 """
 

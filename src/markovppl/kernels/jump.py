@@ -195,7 +195,7 @@ class JumpProcess(NamedTuple):
     BFFG rules (registered in ``markovppl.backward.jump`` and ``markovppl.guided.jump``): the pullback of
     a categorical message is $h_\text{parent} = P h_\text{child}$ with its log-constant, and the guided
     kernel is $P^\circ[x, y] \propto P[x, y] h(y)$. Continuous paths between the two ends are drawn by
-    ``markovppl.jump.sample_bridge``.
+    [`sample_bridge`][markovppl.jump.bridge.sample_bridge].
 
     Attributes:
         generator: $Q$ ``(..., K, K)``, rows summing to zero, non-negative off-diagonal rates.
