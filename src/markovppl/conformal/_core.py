@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .blocks import block_structure, enumerate_tuples, final_window, random_final_blocks, tuple_is_valid
+from .blocks import block_structure, enumerate_tuples, final_blocks_from_uniforms, final_window, tuple_is_valid
 from .estimation import EmissionFamily, estimate_transition_matrix, transition_counts
 
 # elements (candidates x permutations x capacity) processed at once per chunk of problems
@@ -50,7 +50,7 @@ def _quantise(s):
     return jnp.round(s * 2.0**bits) / 2.0**bits
 
 
-def _candidate_p_value(rng_key, cand, states, obs, length, params, cfg: CoreConfig):
+def _candidate_p_value(uniforms, cand, states, obs, length, params, cfg: CoreConfig):
     h, k = cfg.horizon, cfg.num_states
     cap = states.shape[0]
     n = length + h
@@ -67,13 +67,13 @@ def _candidate_p_value(rng_key, cand, states, obs, length, params, cfg: CoreConf
         same_y = obs == jax.lax.dynamic_index_in_dim(obs, n - 1, keepdims=True)
         is_visit = is_visit & same_y.reshape(cap, -1).all(-1)
     st = block_structure(is_visit, n)
-    k_perm, k_u = jax.random.split(rng_key)
+    u_perm, u = uniforms  # (M, H + shift) for the permutations, () for the tie-breaking
     size = h + cfg.shift
     if cfg.n_permutations is None:
         codes = enumerate_tuples(cap, size)
         weights = jax.vmap(tuple_is_valid, (0, None))(codes, st)
     else:
-        codes = jax.vmap(random_final_blocks, (0, None, None))(jax.random.split(k_perm, cfg.n_permutations), st, size)
+        codes = jax.vmap(final_blocks_from_uniforms, (0, None))(u_perm, st)
         weights = None
     perm_windows = jax.vmap(lambda c: final_window(st, c, h, cfg.shift))(codes)
     obs_window = n - 1 - h + jnp.arange(h + 1)
@@ -81,7 +81,7 @@ def _candidate_p_value(rng_key, cand, states, obs, length, params, cfg: CoreConf
     scores = jax.vmap(lambda w: cfg.score(x[w], obs[w], p_hat, emission))(windows)
     scores = _quantise(jnp.asarray(scores))
     s0, sp = scores[0], scores[1:]
-    u = jax.random.uniform(k_u, dtype=scores.dtype)
+    u = u.astype(scores.dtype)
     if cfg.shift:  # the reference code: p = #{S_pi >= S_obs} / |G|
         w = jnp.ones_like(sp) if weights is None else weights.astype(sp.dtype)
         return jnp.sum(w * (sp >= s0)) / jnp.sum(w)
@@ -102,9 +102,13 @@ def _problem_p_values(rng_key, states, obs, length, new_obs, params, cfg: CoreCo
     ev = cfg.event_ndim
     y = jax.lax.dynamic_update_slice(obs, new_obs.astype(obs.dtype), (length,) + (jnp.zeros_like(length),) * ev)
     cands = candidates(cfg.num_states, cfg.horizon)
-    keys = jax.random.split(rng_key, cands.shape[0])
+    c = cands.shape[0]
+    m = cfg.n_permutations or 1
+    k_perm, k_tie = jax.random.split(rng_key)  # all randomness of the problem in two generator calls
+    u_perm = jax.random.uniform(k_perm, (c, m, cfg.horizon + cfg.shift))
+    u_tie = jax.random.uniform(k_tie, (c,))
     fn = functools.partial(_candidate_p_value, states=states, obs=y, length=length, params=params, cfg=cfg)
-    return jax.vmap(lambda k, c: fn(k, c))(keys, cands)
+    return jax.vmap(lambda up, ut, cand: fn((up, ut), cand))(u_perm, u_tie, cands)
 
 
 def chunk_size(cfg: CoreConfig, capacity: int, num_problems: int) -> int:

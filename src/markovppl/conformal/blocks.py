@@ -34,6 +34,7 @@ __all__ = [
     "permutation_indices",
     "window_indices",
     "random_final_blocks",
+    "final_blocks_from_uniforms",
     "final_window",
 ]
 
@@ -239,9 +240,23 @@ def random_final_blocks(rng_key, structure: BlockStructure, size: int) -> jax.Ar
         >>> bool(tuple_is_valid(code, st))
         True
     """
+    return final_blocks_from_uniforms(jax.random.uniform(rng_key, (size,)), structure)
+
+
+def final_blocks_from_uniforms(u, structure: BlockStructure) -> jax.Array:
+    r"""[`random_final_blocks`][markovppl.conformal.blocks.random_final_blocks] driven by given uniforms
+    ``u`` ``(size,)`` (so that many draws can share one call of the random number generator).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> st = block_structure(jnp.array([0, 1, 0, 1, 1, 0, 0, 1]) == 1, 8)
+        >>> final_blocks_from_uniforms(jnp.array([0.1, 0.9]), st).tolist()   # last block 0, then block 2
+        [2, 0]
+    """
+    u = jnp.asarray(u)
+    size = u.shape[-1]
     nb = structure.num_blocks
     r = jnp.minimum(size, nb)
-    u = jax.random.uniform(rng_key, (size,))
     out = jnp.zeros(size, structure.starts.dtype)
     drawn = []
     for j in range(size):  # static, size <= 5
