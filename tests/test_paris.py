@@ -132,9 +132,9 @@ def test_conditional_paris_pins_reference_and_stores_system():
     ssm, y, _ = lgssm_problem(T=6)
     fk = pt.bootstrap_lgssm(ssm, y)
     ref = jnp.linspace(-1.0, 1.0, 6)[:, None]
-    res = jax.jit(lambda k: conditional_paris(k, fk, sum_and_cross, ref, 8, num_backward=3))(jax.random.PRNGKey(0))
-    np.testing.assert_array_equal(res.particles[:, 0], ref)
-    assert res.backward_indices.shape == (6, 8, 3) and res.log_weights.shape == (6, 8)
+    res = jax.jit(lambda k: conditional_paris(k, fk, sum_and_cross, ref, 8, num_backward=1))(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(res.particles[:, 0], ref)                  # (K = 1 is allowed)
+    assert res.backward_indices.shape == (6, 8, 1) and res.log_weights.shape == (6, 8)
     assert int(res.backward_indices.min()) >= 0 and int(res.backward_indices.max()) < 8
     w = np.exp(np.asarray(res.log_weights[-1]))
     assert res.estimate["sum"].shape == () and np.isclose(w.sum(), 1.0)
@@ -142,7 +142,7 @@ def test_conditional_paris_pins_reference_and_stores_system():
 
 # --------------------------------------------------------------------------- T-A13 hygiene and errors
 @pytest.mark.smoke
-def test_determinism_vmap_and_k1():
+def test_determinism_and_vmap():
     ssm, y, _ = lgssm_problem(T=6)
     fk = pt.bootstrap_lgssm(ssm, y)
     run = jax.jit(lambda k: paris_smoother(k, fk, sum_and_cross, 6, 16, backward_sampler="hybrid"))
@@ -153,9 +153,6 @@ def test_determinism_vmap_and_k1():
     for j in range(3):
         np.testing.assert_allclose(batched.estimate["cross"][j], run(keys[j]).estimate["cross"], rtol=1e-12)
     assert a.running_estimates["sum"].shape == (6,) and a.ess.shape == (6,)
-    k1 = jax.jit(lambda k: paris_smoother(k, fk, sum_and_cross, 6, 16, num_backward=1, backward_sampler="rejection"))(
-        jax.random.PRNGKey(0))
-    assert np.isfinite(float(k1.estimate["sum"]))      # K = 1 and the rejection sampler run under jit
 
 
 def test_bad_input_errors():
