@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
+import markovppl as mp
 from markovppl import particles as pt
 from markovppl.particles.paris import conditional_paris
 from markovppl.particles.ppg import parisian_particle_gibbs, path_functional, ppg_init, ppg_step, trace_path
@@ -153,3 +154,15 @@ def test_determinism_and_errors():
         ppg_step(key, ppg_init(ref), fk, sum_x, 1)
     with pytest.raises(ValueError, match="log_m"):
         ppg_step(key, ppg_init(ref), fk._replace(log_m=None), sum_x, 4)
+
+
+def test_float32_smoke():
+    """PPG with the hybrid sampler keeps float32 states and estimates."""
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
+    ssm = mp.LinearGaussianSSM(f32(jnp.zeros(1)), f32(jnp.eye(1)), f32(0.9 * jnp.eye(1)), f32(jnp.eye(1)),
+                               f32(jnp.eye(1)), f32(0.25 * jnp.eye(1)))
+    fk = pt.bootstrap_lgssm(ssm, f32(jnp.array([[0.1], [0.5], [0.3]])))
+    state, info = jax.jit(lambda k: ppg_step(k, ppg_init(jnp.zeros((3, 1), jnp.float32)), fk, sum_x, 8,
+                                             backward_sampler="hybrid"))(jax.random.PRNGKey(0))
+    assert state.path.dtype == jnp.float32 and info.estimate.dtype == jnp.float32
+    assert np.isfinite(float(info.estimate))
