@@ -140,3 +140,34 @@ def test_bad_models_raise_clear_errors(data_and_oracle):
         ParticleGibbs(model, "x", 1)
     with pytest.raises(ValueError, match="num_particles"):
         particle_gibbs_fn(model, "x", 1)
+
+
+@pytest.mark.slow
+def test_full_size_nuts_csmc_and_pmmh_match_the_quadrature_posterior():
+    """Full size: T = 100, 2 chains x 4000 draws of NUTS + CSMC (N = 32) and of PMMH (N = 200); the
+    posterior mean of rho within 4 MCSE of the quadrature posterior and its sd within 10%."""
+    from markovppl.infer import particle_factor, pmmh
+
+    _, y = _ssm(RHO_TRUE).sample(jax.random.PRNGKey(7), 100)
+    y_np = np.asarray(y)
+    loglik = np.vectorize(lambda r: kalman_filter(*_kalman_args(r), y_np[:, None])["log_evidence"])
+    mean, sd = grid_posterior(loglik, lambda r: np.zeros_like(r), np.linspace(-0.999, 0.999, 2001))
+    mcmc = MCMC(particle_gibbs_nuts(model, "x", 32), num_warmup=1000, num_samples=4000, num_chains=2,
+                chain_method="sequential", progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0), y)
+    rho = np.asarray(mcmc.get_samples(group_by_chain=True)["rho"])
+    z = (rho.mean() - mean) / (rho.std() / np.sqrt(float(az.ess(rho))))
+    print(f"\nNUTS+CSMC: mean {rho.mean():.4f} (quadrature {mean:.4f}), sd ratio {rho.std() / sd:.3f}, "
+          f"ESS {float(az.ess(rho)):.0f}, z {z:.2f}")
+    assert abs(z) < 4.0 and abs(rho.std() / sd - 1) < 0.10
+
+    def pm_model(y):
+        r = numpyro.sample("rho", dist.Uniform(-1.0, 1.0))
+        particle_factor("loglik", _ssm(r).bootstrap(y), y.shape[0], 200)
+
+    res = pmmh(jax.random.PRNGKey(1), pm_model, 4000, num_warmup=1000, num_chains=2, model_args=(y,))
+    rho = np.asarray(res.samples["rho"])
+    z = (rho.mean() - mean) / (rho.std() / np.sqrt(float(az.ess(rho))))
+    print(f"PMMH: mean {rho.mean():.4f}, sd ratio {rho.std() / sd:.3f}, ESS {float(az.ess(rho)):.0f}, z {z:.2f}, "
+          f"acceptance {np.asarray(res.accept_rate).round(2).tolist()}")
+    assert abs(z) < 4.0 and abs(rho.std() / sd - 1) < 0.10

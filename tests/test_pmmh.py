@@ -73,14 +73,16 @@ def test_pmmh_matches_the_quadrature_posterior_and_a_jacobian_free_variant_fails
 
 
 @pytest.mark.smoke
-def test_pmmh_output_is_deterministic_and_converts_to_arviz(data_and_oracle):
+def test_pmmh_chains_thinning_and_arviz(data_and_oracle):
+    """Two chains from one key are different, thinning keeps every k-th iteration, and the result
+    converts to ArviZ (determinism of the particle filter under a fixed key: test_state_space.py)."""
     y, _, _ = data_and_oracle
-    a = pmmh(jax.random.PRNGKey(3), model, 20, num_warmup=10, model_args=(y[:10], 16))
-    b = pmmh(jax.random.PRNGKey(3), model, 20, num_warmup=10, model_args=(y[:10], 16))
-    np.testing.assert_array_equal(np.asarray(a.samples["rho"]), np.asarray(b.samples["rho"]))
+    a = pmmh(jax.random.PRNGKey(3), model, 20, num_warmup=10, num_chains=2, thinning=2, model_args=(y[:10], 16))
+    assert a.samples["rho"].shape == (2, 20) and a.accept_rate.shape == (2,)
+    assert not np.array_equal(np.asarray(a.samples["rho"][0]), np.asarray(a.samples["rho"][1]))
     from markovppl.diagnostics import get_group
     idata = a.to_inference_data()
-    assert get_group(idata, "posterior")["rho"].shape == (1, 20)
+    assert get_group(idata, "posterior")["rho"].shape == (2, 20)
     assert float(get_group(idata, "sample_stats")["accepted"].mean()) == pytest.approx(float(a.accepted.mean()))
 
 
