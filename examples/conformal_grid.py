@@ -41,10 +41,11 @@ def grid(r=1000, t=50, horizons=(1, 2), n_permutations=100, seed=0, ps=PS, bs=BS
     for h in horizons:
         for i, p in enumerate(ps):
             for j, b in enumerate(bs):
-                x, y = simulate(seed + 100 * i + 10 * j + h, r, t, h, p, b)
-                for blocks in ("state", "pair"):
+                cell_seed = seed + 100 * i + 10 * j + h
+                x, y = simulate(cell_seed, r, t, h, p, b)
+                for blocks in ("state", "pair"):  # a seed per cell: cells do not share tie-breaking draws
                     cp = BlockConformalHMM(2, confidence_level=1 - ALPHA, blocks=blocks, horizon=h,
-                                           n_permutations=n_permutations, random_state=seed)
+                                           n_permutations=n_permutations, random_state=cell_seed)
                     ev = cp.fit(x[:, :t], y[:, :t]).evaluate(x[:, t:], y[:, t:])
                     se = np.sqrt(ev["coverage"] * (1 - ev["coverage"]) / r)
                     rows.append((h, p, b, blocks, ev["coverage"], se, ev["set_size"]))
