@@ -83,6 +83,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--x32", action="store_true", help="markovppl in float32 (default float64, like numpy)")
     ap.add_argument("--particles-venv", default=os.environ.get("MARKOVPPL_PARTICLES_VENV", str(HERE / ".venv-particles")))
+    ap.add_argument("--sections", default="d1,d2,d3", help="comma-separated subset of d1,d2,d3")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     x64 = not args.x32
@@ -104,13 +105,15 @@ def main():
         return mp.LinearGaussianSSM(jnp.zeros(1, dtype), e, PARAMS["rho"] * e, PARAMS["sx"] ** 2 * e, e,
                                     PARAMS["sy"] ** 2 * e)
 
-    pf_cfg = [(t, n) for t in lengths for n in (100, 1000)]
-    pg_cfg = [(100, 50, 2000, 500)] + ([] if args.quick else [(1000, 256, 1000, 150)])   # T, N, sweeps ours, peer
+    sections = set(args.sections.lower().split(","))
+    pf_cfg = [(t, n) for t in lengths for n in (100, 1000)] if "d1" in sections else []
+    pg_cfg = ([(100, 50, 2000, 500)] + ([] if args.quick else [(1000, 256, 1000, 150)])   # T, N, sweeps ours, peer
+              if "d2" in sections else [])
     peer_reps = lambda t, n: 50 if t * n <= 1e5 else 15
     tasks = [{"kind": "pf", "T": t, "N": n, "reps": peer_reps(t, n)} for t, n in pf_cfg]
     tasks += [{"kind": "pg", "T": t, "N": n, "sweeps": sp} for t, n, _, sp in pg_cfg]
-    paris_cfg = [(100, 25), (400, 25), (1600, 25)]                 # ours: N, replicates (x4 vmapped)
-    peer_paris = [(100, 10)] if args.quick else [(100, 10), (400, 3)]
+    paris_cfg = [(100, 25), (400, 25), (1600, 25)] if "d3" in sections else []   # ours: N, replicates (x4 vmapped)
+    peer_paris = ([(100, 10)] if args.quick else [(100, 10), (400, 3)]) if "d3" in sections else []
     tasks += [{"kind": "paris", "T": 100, "N": n, "reps": r} for n, r in peer_paris]
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +135,7 @@ def main():
                                  lambda t, x: dist.Normal(x, PARAMS["sy"]))
     variants = [("bootstrap_lgssm", lambda t: pt.bootstrap_lgssm(ssm(), jnp.asarray(data[t][:, None], dtype))),
                 ("StateSpaceModel", lambda t: generic.bootstrap(jnp.asarray(data[t], dtype)))]
-    for ((t, n), pr), (fk_name, make) in [(c, v) for c in zip(pf_cfg, peer["pf"]) for v in variants]:
+    for ((t, n), pr), (fk_name, make) in [(c, v) for c in zip(pf_cfg, peer.get("pf", [])) for v in variants]:
         fk = make(t)
         reps = 64
         keys = jax.random.split(jax.random.PRNGKey(0), reps)
@@ -159,14 +162,15 @@ def main():
         raw["pf"].append({"T": t, "N": n, "fk": fk_name, "ours_one_s": ours_one, "ours_vmap_per_filter_s": ours_batch,
                           "peer_s": peer_t, "var_ours": float(lz.var()), "var_peer": float(plz.var()),
                           "bias_ours": float(lz.mean() - exact), "bias_peer": float(plz.mean() - exact)})
-    print("## D1 particle filter (bootstrap, systematic, ESS < N/2)\n")
-    print_table(rows, ["T", "N", "markovppl model", "compile", "ours / filter", "ours vmap(64) / filter", "particles / filter",
+    if rows:
+        print("## D1 particle filter (bootstrap, systematic, ESS < N/2)\n")
+        print_table(rows, ["T", "N", "markovppl model", "compile", "ours / filter", "ours vmap(64) / filter", "particles / filter",
                        "ratio (single)", "ratio (vmap)", "Var log Z_hat (ours / particles)",
                        "mean log Z_hat - log Z (ours / particles)"])
 
     # ---------------------------------------------------------------- D2 particle Gibbs sweeps and ESS
     rows = []
-    for (t, n, sweeps, _), pr in zip(pg_cfg, peer["pg"]):
+    for (t, n, sweeps, _), pr in zip(pg_cfg, peer.get("pg", [])):
         y = jnp.asarray(data[t][:, None], dtype)
         fk = pt.bootstrap_lgssm(ssm(), y)
 
@@ -195,9 +199,10 @@ def main():
                      " ".join(f"{r:.0f}x" for r in ratio_ess_s)])
         raw["pg"].append({"T": t, "N": n, "ours_s_per_sweep": ours_s, "peer_s_per_sweep": peer_s,
                           "ess_per_sweep_ours": e_ours, "ess_per_sweep_peer": e_peer, "ess_per_s_ratio": ratio_ess_s})
-    print("## D2 particle Gibbs at fixed parameters (CSMC + backward sampling)\n")
-    print("ESS per sweep of x_0, x_{T/2}, x_{T-1}, sum_t x_t (bulk ESS after 10% burn-in / kept sweeps)\n")
-    print_table(rows, ["T", "N", "sweeps (ours / particles)", "compile", "ours / sweep", "particles / sweep",
+    if rows:
+        print("## D2 particle Gibbs at fixed parameters (CSMC + backward sampling)\n")
+        print("ESS per sweep of x_0, x_{T/2}, x_{T-1}, sum_t x_t (bulk ESS after 10% burn-in / kept sweeps)\n")
+        print_table(rows, ["T", "N", "sweeps (ours / particles)", "compile", "ours / sweep", "particles / sweep",
                        "speed-up", "ESS/sweep ours", "ESS/sweep particles", "ESS/s ratio"])
     # ---------------------------------------------------------------- D3 PaRIS accuracy vs time
     y = jnp.asarray(data[100][:, None], dtype)
@@ -225,8 +230,9 @@ def main():
         rows.append(["particles", pr["N"], len(est), "-", fmt_s(per_run), f"{rmse:.3f}",
                      f"{est.mean() - exact:+.3f} +- {est.std() / np.sqrt(est.size):.3f}"])
         raw.setdefault("paris", []).append({"lib": "particles", "N": pr["N"], "s_per_run": per_run, "rmse": rmse})
-    print("## D3 PaRIS (K = 2, hybrid) on sum_t x_t, T = 100 (vmapped 4 at a time on our side)\n")
-    print_table(rows, ["library", "N", "runs", "compile", "time / run", "RMSE", "bias +- se"])
+    if rows:
+        print("## D3 PaRIS (K = 2, hybrid) on sum_t x_t, T = 100 (vmapped 4 at a time on our side)\n")
+        print_table(rows, ["library", "N", "runs", "compile", "time / run", "RMSE", "bias +- se"])
     if args.json:
         Path(args.json).write_text(json.dumps({"peer_versions": peer["versions"], **raw}, indent=1))
 
