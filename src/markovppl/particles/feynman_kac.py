@@ -17,6 +17,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import _linalg as la
 from .._validation import is_concrete
@@ -131,16 +132,18 @@ def bootstrap_lgssm(ssm, obs) -> FeynmanKac:
         eps = jax.random.normal(rng_key, x_prev.shape, dtype=x_prev.dtype)
         return x_prev @ A.T + b + eps @ LQ.T
 
+    # Per step, R restricted to the observed block (identity on missing coordinates, which then
+    # contribute 0): whitening factors chol(R_oo)^{-1} and normalisers, computed once for all steps.
+    keep = ~miss[:, :, None] & ~miss[:, None, :]
+    chol = jnp.linalg.cholesky(jnp.where(keep, R, jnp.eye(m, dtype=R.dtype)))          # (T, m, m)
+    whiten = jax.scipy.linalg.solve_triangular(chol, jnp.broadcast_to(jnp.eye(m, dtype=R.dtype), chol.shape),
+                                               lower=True)
+    log_norm = -jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1) - 0.5 * jnp.sum(~miss, -1) * _LOG_2PI
+
     def log_g(t, x_prev, x_t):
-        obs_t = ~miss[t]
-        # R restricted to the observed block, identity on missing coordinates (which then contribute 0)
-        keep = obs_t[:, None] & obs_t[None, :]
-        r_o = jnp.where(keep, R, jnp.eye(m, dtype=R.dtype))
-        chol = jnp.linalg.cholesky(r_o)
-        resid = jnp.where(obs_t, y[t] - x_t @ H.T - c, 0.0)                    # (N, m)
-        z = jax.scipy.linalg.solve_triangular(chol, resid.T, lower=True)      # (m, N)
-        logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(chol)))
-        return -0.5 * (jnp.sum(z**2, axis=0) + logdet + jnp.sum(obs_t) * _LOG_2PI)
+        resid = jnp.where(miss[t], 0.0, y[t] - x_t @ H.T - c)                  # (N, m)
+        z = resid @ whiten[t].T
+        return log_norm[t] - 0.5 * jnp.sum(z**2, axis=-1)
 
     log_m, log_m_bound = _gaussian_transition_density(A, b, ssm.transition_cov)
     log_m0 = _gaussian_transition_density(jnp.zeros_like(A), m0_, ssm.initial_cov)[0]
@@ -213,7 +216,7 @@ def bootstrap_hmm(hmm, obs) -> FeynmanKac:
 def _gaussian_transition_density(A, b, Q):
     r"""``(log_m, log_m_bound)`` of $M_t(x, \cdot) = N(Ax + b, Q)$, the bound being the density at its
     mode, $-\tfrac12 \log\det(2\pi Q)$; ``(None, None)`` when $Q$ is concretely singular (no density)."""
-    if is_concrete(Q) and not bool(jnp.linalg.eigvalsh(Q)[0] > 0):
+    if is_concrete(Q) and not np.linalg.eigvalsh(np.asarray(Q))[0] > 0:
         return None, None
     chol = jnp.linalg.cholesky(Q)
     chol_inv = jax.scipy.linalg.solve_triangular(chol, jnp.eye(Q.shape[-1], dtype=Q.dtype), lower=True)
