@@ -109,6 +109,12 @@ def _lg_broadcast(k: LinearGaussian, num: int) -> LinearGaussian:
                           jnp.broadcast_to(q, (num, d_out, d_out)))
 
 
+def _guided_draws(tree: Tree, edges, messages, noise, law) -> jax.Array:
+    """Forward-guided node states, one path per leading entry of ``noise`` ``(S, num_nodes, ...)``:
+    guided by ``messages`` (posterior draws) or by uninformative ones (prior draws)."""
+    return jax.vmap(lambda z: tree_forward_guide(tree, edges, messages, z, law)[0])(noise)
+
+
 def _gaussian_edges(tree: Tree, edges) -> LinearGaussian:
     """Per-edge (A, b, Q), leading axis num_edges, with the square roots of Q."""
     if isinstance(edges, EdgeKernels):
@@ -341,7 +347,7 @@ class GaussianTree(dist.Distribution):
         shape = tuple(sample_shape)
         size = int(np.prod(shape)) if shape else 1
         noise = jax.random.normal(rng_key, (size, self.tree.num_nodes, self.state_dim), self.root_mean.dtype)
-        draw = jax.vmap(lambda z: tree_forward_guide(self.tree, edges, back.messages, z, law)[0])(noise)
+        draw = _guided_draws(self.tree, edges, back.messages, noise, law)
         return draw.reshape(shape + draw.shape[1:])
 
     @compiled("sample_shape")
@@ -366,7 +372,7 @@ class GaussianTree(dist.Distribution):
         none = gm.GaussianMessage(jnp.zeros(n, dtype), jnp.zeros((n, d), dtype), jnp.zeros((n, d, d), dtype))
         edges, law = self._edge_lg(), self._law()
         z = jax.random.normal(k_x, (size, n, d), dtype)
-        states = jax.vmap(lambda z: tree_forward_guide(self.tree, edges, none, z, law)[0])(z)
+        states = _guided_draws(self.tree, edges, none, z, law)
         obs = self._obs_kernel()
         xs = states[:, np.asarray(self.observed)]
         eps = jax.random.normal(k_y, xs.shape[:-1] + (self.obs_cov.shape[-1],), dtype)
@@ -628,7 +634,7 @@ class DiscreteTree(dist.Distribution):
         shape = tuple(sample_shape)
         size = int(np.prod(shape)) if shape else 1
         g = jax.random.gumbel(rng_key, (size, self.tree.num_nodes, self.num_states), self.root_probs.dtype)
-        draw = jax.vmap(lambda z: tree_forward_guide(self.tree, edges, back.messages, z, law)[0])(g)
+        draw = _guided_draws(self.tree, edges, back.messages, g, law)
         return draw.reshape(shape + draw.shape[1:])
 
     @compiled("sample_shape")
@@ -652,7 +658,7 @@ class DiscreteTree(dist.Distribution):
         none = cm.CategoricalMessage(jnp.zeros((n, k), dtype), jnp.zeros(n, dtype))
         edges, law = self._edge_cat(), self._law()
         g = jax.random.gumbel(k_x, (size, n, k), dtype)
-        states = jax.vmap(lambda z: tree_forward_guide(self.tree, edges, none, z, law)[0])(g)
+        states = _guided_draws(self.tree, edges, none, g, law)
         xs = states[:, np.asarray(self.observed)]
         if self.emission_matrix is None:
             y = xs
