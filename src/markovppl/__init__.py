@@ -10,7 +10,7 @@ from .diagnostics import to_inference_data
 from . import jump
 from .families.mjp import MarkovJumpProcess
 from . import graph
-from .families import HMM, DiscreteTree, GaussianTree, LinearGaussianSSM, stationary_distribution
+from .families import HMM, DiscreteTree, GaussianTree, GuidedDAG, LinearGaussianSSM, stationary_distribution
 from .guided import forward_guide
 from .kernels import time_varying
 
@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DiscreteTree",
     "GaussianTree",
+    "GuidedDAG",
     "HMM",
     "LinearGaussianSSM",
     "MarkovJumpProcess",

@@ -52,8 +52,8 @@ def from_networkx(graph) -> GraphModel:
 
     Raises:
         ValueError: not a directed graph, no nodes, a cycle, several roots, a node with several
-            parents (exact BFFG needs a tree: such a node needs a user-supplied guiding function, which
-            this version does not accept, so the graph is rejected), an edge without ``kernel``, a
+            parents (exact BFFG needs a tree; DAGs whose multi-parent nodes carry a guiding function
+            compile with [`dag_from_networkx`][markovppl.graph.dag.dag_from_networkx]), an edge without ``kernel``, a
             negative or non-finite ``length``, or kernels of one type whose shapes differ.
 
     Examples:
@@ -84,8 +84,8 @@ def from_networkx(graph) -> GraphModel:
         raise ValueError(
             f"node {v!r} has {len(ps)} parents ({', '.join(map(repr, ps))}){' and ' + str(len(multi) - 1) + ' more nodes too' if len(multi) > 1 else ''}: "
             "exact backward filtering needs a tree, where every node has one parent. A node with several "
-            "parents is only allowed with a user-supplied guiding function for it, which markovppl does not "
-            "take yet; merge its parents into one joint state or drop edges."
+            "parents is only allowed with a user-supplied guiding function for it: give the node a joint 'kernel' "
+            "and a 'guide' attribute and compile with markovppl.graph.dag_from_networkx (see GuidedDAG)."
         )
     roots = [v for v in graph.nodes if graph.in_degree(v) == 0]
     if len(roots) != 1:
