@@ -9,6 +9,7 @@ from .backward import backward_filter, backward_filter_parallel
 from .diagnostics import to_inference_data
 from . import jump
 from .families.mjp import MarkovJumpProcess
+from .families.sde import DiscretelyObservedSDE
 from . import graph
 from .families import HMM, DiscreteTree, GaussianTree, GuidedDAG, LinearGaussianSSM, stationary_distribution
 from .guided import forward_guide
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DiscreteTree",
+    "DiscretelyObservedSDE",
     "GaussianTree",
     "GuidedDAG",
     "HMM",
