@@ -132,3 +132,25 @@ def test_ion_channel_jump_process_model_fits_through_cli(tmp_path, capsys):
     assert latent.shape == (1, 20, 80) and set(np.unique(np.asarray(latent))) <= {0, 1, 2}
     with open(out / "posterior_paths.png", "rb") as f:
         assert f.read(8) == PNG_SIGNATURE
+
+
+@pytest.mark.parametrize("name,plot", [("mk_tree", "tree_state_probs.png"),
+                                       pytest.param("ou_tree", "tree_node_means.png", marks=pytest.mark.slow)])
+def test_tree_model_fits_through_cli(name, plot, tmp_path, capsys):
+    # tree families (#4): latent node draws in ArviZ with the node names as coordinates
+    spec = load_model_file(bundled_models()[name])
+    out = tmp_path / name
+    assert cli.main(["fit", name, "--num-warmup", "30", "--num-samples", "20", "--chains", "1", "--no-progress",
+                     "--out", str(out)]) == 0
+    assert "max R-hat" in capsys.readouterr().out
+    idata = diagnostics.from_netcdf(out / f"{name}_idata.nc")
+    tree = spec.module.TREE
+    latent = diagnostics.get_group(idata, "latent_posterior")["y"]
+    assert latent.dims[:3] == ("chain", "draw", "node") and latent.shape[:3] == (1, 20, tree.num_nodes)
+    assert list(latent.coords["node"].values) == list(tree.names)
+    data = np.asarray(spec.load_data()["y"])
+    loglik = diagnostics.get_group(idata, "log_likelihood")["y"]
+    assert loglik.dims == ("chain", "draw", "observed_node") and loglik.shape == (1, 20, len(data))
+    assert np.all(np.isfinite(np.asarray(loglik)))
+    with open(out / plot, "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE

@@ -477,3 +477,44 @@ def test_slow_evidence_5000_leaves_equals_dense_oracle():
     val = float(model.log_prob(jnp.asarray(y)))
     print(f"\n[slow 5000 leaves] log p = {val:.8f}, dense {ref:.8f}, rel diff {abs(val - ref) / abs(ref):.2e}")
     assert rel_close(val, ref, 1e-9)
+
+
+# ------------------------------------------------------------------------------ ArviZ output
+def test_to_inference_data_tree_sites():
+    """Two tree sites in one model: latent node draws with node coordinates, sequential predictive
+    terms that add up to the evidence at every draw, and latent draws that reproduce exact observations."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    from markovppl import diagnostics
+
+    tree = from_newick("((A:1,B:1)x:0.5,C:1.5)r;")
+
+    def laws(s, p):
+        gauss = mp.GaussianTree(tree, BrownianMotion(s * jnp.eye(1)), jnp.zeros(1), jnp.eye(1), 0.1 * jnp.eye(1))
+        disc = mp.DiscreteTree(tree, Categorical(jnp.array([[1 - p, p], [p, 1 - p]])), jnp.array([0.5, 0.5]))
+        return gauss, disc
+
+    def model(y, z):
+        s = numpyro.sample("s", dist.LogNormal(0.0, 1.0))
+        p = numpyro.sample("p", dist.Beta(2.0, 2.0))
+        gauss, disc = laws(s, p)
+        numpyro.sample("y", gauss, obs=y)
+        numpyro.sample("z", disc, obs=z)
+
+    y, z = jnp.array([[1.0], [jnp.nan], [0.3]]), jnp.array([1, 0, -1])
+    mcmc = numpyro.infer.MCMC(numpyro.infer.NUTS(model), num_warmup=30, num_samples=10, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0), y, z)
+    idata = mp.to_inference_data(mcmc)
+    latent = diagnostics.get_group(idata, "latent_posterior")
+    assert latent["y"].dims == ("chain", "draw", "y_node", "state") and latent["z"].dims == ("chain", "draw", "z_node")
+    assert list(latent["y"].coords["y_node"].values) == ["r", "x", "A", "B", "C"]
+    zs = np.asarray(latent["z"])[0]
+    assert np.all(zs[:, tree.index["A"]] == 1) and np.all(zs[:, tree.index["B"]] == 0)
+    loglik = diagnostics.get_group(idata, "log_likelihood")
+    post = mcmc.get_samples()
+    for i in range(10):
+        gauss, disc = laws(post["s"][i], post["p"][i])
+        assert abs(float(np.asarray(loglik["y"])[0, i].sum() - gauss.log_prob(y))) < 1e-8
+        assert abs(float(np.asarray(loglik["z"])[0, i].sum() - disc.log_prob(z))) < 1e-8
+    assert np.asarray(loglik["z"])[0, :, 2].max() == 0.0      # the missing observation contributes nothing

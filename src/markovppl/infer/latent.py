@@ -4,6 +4,9 @@ Markov families are observed NumPyro sample sites whose ``log_prob`` marginalise
 After MCMC on the parameters, this module replays the model at each posterior draw and, for each
 such site, draws one exact posterior path (forward guiding), computes the one-step-ahead predictive
 log densities $\log p(y_t \mid y_{0:t-1}, \theta)$ and simulates a posterior-predictive replicate.
+Tree families ([`GaussianTree`][markovppl.families.tree.GaussianTree],
+[`DiscreteTree`][markovppl.families.tree.DiscreteTree]) give a draw of every node instead of a path and
+the sequential predictive terms $\log p(y_i \mid y_{<i}, \theta)$ over their observed nodes.
 Everything is vectorised over draws with ``jax.vmap``.
 """
 
@@ -15,6 +18,9 @@ import jax
 from numpyro import handlers
 
 from ..families._sequence import MarkovSequence
+from ..families.tree import DiscreteTree, GaussianTree
+
+_FAMILIES = (MarkovSequence, GaussianTree, DiscreteTree)
 
 __all__ = ["SiteDraws", "posterior_latents"]
 
@@ -24,7 +30,8 @@ class SiteDraws(NamedTuple):
 
     Attributes:
         latent: one exact draw of the latent path per posterior draw.
-        log_predictive: $\log p(y_t \mid y_{0:t-1}, \theta)$, ``(draws, *batch, T)``; 0 at missing steps.
+        log_predictive: $\log p(y_t \mid y_{0:t-1}, \theta)$, ``(draws, *batch, T)``; 0 at missing steps
+            (tree families: over the observed nodes, ``(draws, num_observed)``).
         replicate: a posterior-predictive replicate of the observed sequence.
         missing: missing steps of the observed sequence, ``(*batch, T)``.
         event_ndim_latent: number of trailing latent axes after time (0 for finite states, 1 for vectors).
@@ -44,9 +51,22 @@ class SiteDraws(NamedTuple):
 
 
 def _markov_base(fn):
-    while not isinstance(fn, MarkovSequence) and hasattr(fn, "base_dist"):
+    while not isinstance(fn, _FAMILIES) and hasattr(fn, "base_dist"):
         fn = fn.base_dist
-    return fn if isinstance(fn, MarkovSequence) else None
+    return fn if isinstance(fn, _FAMILIES) else None
+
+
+def is_tree_site(fn) -> bool:
+    """Whether a Markov site's law is a tree family (latent rows are nodes, not time steps)."""
+    return isinstance(fn, (GaussianTree, DiscreteTree))
+
+
+def _missing(fn, obs):
+    if isinstance(fn, GaussianTree):
+        return jax.numpy.isnan(obs).all(-1)
+    if isinstance(fn, DiscreteTree):
+        return obs < 0
+    return fn.missing_steps(obs)
 
 
 def markov_sites(model: Callable, sample: dict, args=(), kwargs=None, rng_key=None) -> dict[str, Any]:
@@ -99,12 +119,12 @@ def posterior_latents(rng_key, model: Callable, samples: dict, args=(), kwargs=N
         for i, name in enumerate(sorted(found)):
             fn, obs = found[name]
             k_path, k_rep = jax.random.split(jax.random.fold_in(key, i))
-            steps = obs.shape[obs.ndim - 1 - len(fn.event_shape[1:])]
-            out[name] = (
-                fn.posterior_sample(k_path, obs),
-                fn.log_predictive(obs),
-                fn.with_num_steps(steps).sample(k_rep),
-            )
+            if is_tree_site(fn):
+                replicate = fn.sample(k_rep)
+            else:
+                steps = obs.shape[obs.ndim - 1 - len(fn.event_shape[1:])]
+                replicate = fn.with_num_steps(steps).sample(k_rep)
+            out[name] = (fn.posterior_sample(k_path, obs), fn.log_predictive(obs), replicate)
         return out
 
     keys = jax.random.split(rng_key, num_draws)
@@ -112,5 +132,5 @@ def posterior_latents(rng_key, model: Callable, samples: dict, args=(), kwargs=N
     result = {}
     for name, (fn, obs) in sites.items():
         latent, log_pred, replicate = per_draw[name]
-        result[name] = SiteDraws(latent, log_pred, replicate, fn.missing_steps(obs), latent.ndim - log_pred.ndim)
+        result[name] = SiteDraws(latent, log_pred, replicate, _missing(fn, obs), latent.ndim - log_pred.ndim)
     return result
