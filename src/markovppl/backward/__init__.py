@@ -1,6 +1,7 @@
 r"""Backward filtering: the BFFG rules and their drivers (sequential and parallel-in-time scans)."""
 
 from . import jump as _jump  # registers the JumpProcess pullback
+from . import nonlinear as _nonlinear  # registers the NonlinearGaussian pullback
 from .parallel import backward_filter_parallel
 from .rules import fuse, leaf, marginalize, pullback
 from .sequential import BackwardResult, backward_filter

@@ -4,6 +4,7 @@ from .continuous import BrownianMotion, OrnsteinUhlenbeck
 from .finite import Categorical, Emission
 from .gaussian import LinearGaussian
 from .jump import JumpProcess, generator_from_rates
+from .nonlinear import NonlinearGaussian, linearize
 from .time import TimeVarying, time_varying
 
-__all__ = ["BrownianMotion", "OrnsteinUhlenbeck", "Categorical", "Emission", "JumpProcess", "LinearGaussian", "TimeVarying", "generator_from_rates", "time_varying"]
+__all__ = ["BrownianMotion", "OrnsteinUhlenbeck", "Categorical", "Emission", "JumpProcess", "LinearGaussian", "NonlinearGaussian", "TimeVarying", "generator_from_rates", "linearize", "time_varying"]
