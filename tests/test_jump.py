@@ -499,6 +499,58 @@ def test_guided_ctmc_with_a_product_auxiliary_on_an_interacting_system_matches_t
     assert float(est.standard_error) < 0.02 * exact
 
 
+def test_guided_ctmc_with_observations_at_several_times_matches_the_forward_algorithm():
+    # noisy observations at irregular times: exact p(y | x0) by the forward algorithm with scipy expm
+    times = np.array([0.3, 0.5, 1.2, 1.6])
+    emit = np.array([[0.7, 0.2, 0.1], [0.15, 0.7, 0.15], [0.1, 0.2, 0.7]])
+    ys = np.array([1, 1, 2, 0])
+    alpha, prev = np.eye(3)[0], 0.0
+    for t, y in zip(times, ys):
+        alpha = (alpha @ scipy.linalg.expm((t - prev) * Q3)) * emit[:, y]
+        prev = t
+    exact = alpha.sum()
+    log_g = np.log(emit[:, ys].T)                        # (n, K)
+    gd = jg.dense_guiding_times(np.full((3, 3), 0.3) - 0.9 * np.eye(3), times, log_g, 8)
+    est, paths = jg.guided_ctmc_evidence(jax.random.PRNGKey(11), 0, jg.dense_rates(Q3), gd, 10_000, max_jumps=40)
+    assert int(est.num_overflow) == 0
+    assert abs(float(est.evidence) - exact) < 3 * float(est.standard_error), (float(est.evidence), exact)
+    assert float(est.standard_error) < 0.02 * exact
+    # the weight is what makes it right: h~(0, x0) alone (unit weights) is off by many standard errors
+    unweighted = jg.is_estimate(paths.log_h0[0], jnp.zeros_like(paths.log_weight))
+    assert abs(float(unweighted.evidence) - exact) > 5 * float(est.standard_error)
+    # product auxiliary on the interacting ring, two observation times, dense 2^d oracle
+    d, a, c, b = 5, 0.3, 0.8, 1.0
+    rng = np.random.default_rng(5)
+    obs = rng.integers(0, 2, (2, d))
+    log_gp = np.log(np.where(np.arange(2)[None, None, :] == obs[:, :, None], 0.8, 0.2))   # (n, d, 2)
+    x0 = np.array([1, 0, 0, 1, 0])
+    states = np.array(np.meshgrid(*[[0, 1]] * d, indexing="ij")).reshape(d, -1).T
+    index = {tuple(s): i for i, s in enumerate(states)}
+    Q = np.zeros((2**d, 2**d))
+    for i, s in enumerate(states):
+        for site in range(d):
+            t = s.copy()
+            t[site] = 1 - s[site]
+            nb = s[(site - 1) % d] + s[(site + 1) % d]
+            Q[i, index[tuple(t)]] = a + c * nb if s[site] == 0 else b
+    Q -= np.diag(Q.sum(1))
+    tp = np.array([0.4, 1.0])
+    alpha, prev = np.eye(2**d)[index[tuple(x0)]], 0.0
+    for t, lg in zip(tp, log_gp):
+        alpha = (alpha @ scipy.linalg.expm((t - prev) * Q)) * np.exp(lg[np.arange(d), states].sum(1))
+        prev = t
+    pg = jg.product_guiding_times(np.array([[-(a + c), a + c], [b, -b]]), tp, log_gp, 8)
+    est, _ = jg.guided_ctmc_evidence(jax.random.PRNGKey(12), x0, _ring_model(d, a, c, b), pg, 10_000, max_jumps=40)
+    assert int(est.num_overflow) == 0
+    assert abs(float(est.evidence) - alpha.sum()) < 3 * float(est.standard_error), (float(est.evidence), alpha.sum())
+    with pytest.raises(ValueError, match="strictly increasing"):
+        jg.dense_guiding_times(Q3, np.array([0.5, 0.3]), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="after start"):
+        jg.dense_guiding_times(Q3, np.array([0.0, 0.3]), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="one row per observation time"):
+        jg.product_guiding_times(Q3, np.array([0.5]), np.zeros((2, 4, 3)))
+
+
 def test_guided_ctmc_rejects_zero_likelihoods_and_flags_overflow():
     with pytest.raises(ValueError, match="g > 0"):
         jg.dense_guiding(Q3, np.array([-np.inf, np.log(0.5), np.log(0.5)]), jg.guiding_grid(1.0, 4))

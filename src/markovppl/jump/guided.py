@@ -25,6 +25,11 @@ $\log\Psi = \int (\partial_t \tilde h + L\tilde h)/\tilde h\, dt$ — so with th
   only affects the variance (a finer grid brings the interpolated $\tilde h$ closer to the true
   $e^{(T-t)\tilde Q}g$, and the weight to the paper's $\log\Psi$).
 
+Observations at several times $t_1 < \dots < t_n$ ([`dense_guiding_times`][markovppl.jump.guided.dense_guiding_times],
+[`product_guiding_times`][markovppl.jump.guided.product_guiding_times]) make $\tilde h$ jump by $g_i$ at $t_i$;
+the grid carries each jump as a zero-width cell and the same estimate of $p(y_{1:n} \mid x_0)$ stays
+exact in expectation.
+
 The true process is given by ``rates_fn(x) -> (targets, rates)``: the $R$ possible moves out of ``x``
 (``targets`` ``(R, *state_shape)``, ``rates`` ``(R,)``, zero rates allowed), so $Q$ is never formed.
 """
@@ -42,7 +47,7 @@ from ..kernels.jump import check_generator, expm_generator
 from .bridge import JumpPath
 
 __all__ = ["DenseGuiding", "ProductGuiding", "GuidedJumpPath", "ISEstimate", "dense_guiding", "product_guiding",
-           "guiding_grid", "dense_rates", "guided_ctmc_path", "guided_ctmc_evidence", "is_estimate"]
+           "dense_guiding_times", "product_guiding_times", "guiding_grid", "dense_rates", "guided_ctmc_path", "guided_ctmc_evidence", "is_estimate"]
 
 
 class DenseGuiding(NamedTuple):
@@ -142,6 +147,103 @@ def product_guiding(aux_generators, log_g, grid) -> ProductGuiding:
     return ProductGuiding(grid, jnp.log(jnp.einsum("dgij,dj->dgi", p, jnp.exp(log_g - top))) + top[:, None, :])
 
 
+def _interval_tables(propagate, times, log_g, cells_per_interval: int, start):
+    r"""Backward pass over observation intervals: on $(t_{i-1}, t_i]$ the message is propagated from
+    $\log g_i + \log\tilde h(t_i+)$; returns the concatenated grid (each interior observation time twice:
+    a zero-width cell carries the jump of $\tilde h$) and the stacked tables ``(n, G+1, ...)``."""
+    times = jnp.asarray(times)
+    starts = jnp.concatenate([jnp.reshape(jnp.asarray(start, times.dtype), (1,)), times[:-1]])
+    grids = jax.vmap(lambda a, ell: guiding_grid(ell, cells_per_interval, a))(starts, times - starts)  # (n, G+1)
+
+    def step(after, inputs):
+        grid, lg = inputs
+        table = propagate(grid, lg + after)
+        return table[0], table
+
+    _, tables = jax.lax.scan(step, jnp.zeros_like(log_g[0]), (grids, log_g), reverse=True)
+    return grids.reshape(-1), tables
+
+
+def _check_times(times, start, log_g, what):
+    times = jnp.asarray(times)
+    if times.ndim != 1 or times.shape[0] == 0:
+        raise ValueError(f"times must be a non-empty 1-d array, got shape {times.shape}")
+    if log_g.shape[0] != times.shape[0]:
+        raise ValueError(f"log_g must have one row per observation time ({times.shape[0]}), got shape {log_g.shape} ({what})")
+    if v.is_concrete(times) and v.is_concrete(start):
+        t = np.asarray(times, float)
+        if not np.all(np.isfinite(t)):
+            raise ValueError("observation times must be finite")
+        if np.any(np.diff(t) <= 0):
+            raise ValueError("observation times must be strictly increasing (sort them)")
+        if t[0] <= float(start):
+            raise ValueError(f"observation times must come after start = {float(start)}")
+
+
+def dense_guiding_times(aux_generator, times, log_g, cells_per_interval: int = 16, start=0.0) -> DenseGuiding:
+    r"""$\log\tilde h$ for observations $g_1, \dots, g_n$ at times $t_1 < \dots < t_n$ (auxiliary generator
+    $\tilde Q$ ``(K, K)``, $\log g$ ``(n, K)``): between observations
+    $\tilde h(t) = e^{(t_i - t)\tilde Q}\,[g_i \odot \tilde h(t_i+)]$, $\tilde h(t_n+) = 1$.
+
+    Each interval gets ``cells_per_interval`` cells of [`guiding_grid`][markovppl.jump.guided.guiding_grid]; an
+    interior observation time appears twice in the grid (a zero-width cell across which $\tilde h$ jumps by
+    $g_i$). [`guided_ctmc_path`][markovppl.jump.guided.guided_ctmc_path] then estimates
+    $p(y_{1:n} \mid x_0) = \tilde h(t_0, x_0)\,E^\circ[\Psi]$ unbiasedly: the change of measure telescopes over the
+    intervals, the jumps contributing exactly $\prod_i g_i(X_{t_i})$.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> qt = jnp.array([[-0.3, 0.3], [0.3, -0.3]])
+        >>> gd = dense_guiding_times(qt, jnp.array([0.5, 1.0]), jnp.log(jnp.array([[0.1, 0.9], [0.5, 0.5]])), 4)
+        >>> gd.grid.tolist()                                          # 0.5 twice: h~ jumps there
+        [0.0, 0.21875, 0.375, 0.46875, 0.5, 0.5, 0.71875, 0.875, 0.96875, 1.0]
+        >>> jnp.exp(gd.log_h[4] - gd.log_h[5]).round(3).tolist()      # the jump is g_1
+        [0.1, 0.9]
+    """
+    qt = jnp.asarray(aux_generator)
+    check_generator("aux_generator", qt)
+    log_g = jnp.asarray(log_g, qt.dtype)
+    _check_times(times, start, log_g, "(n, K)")
+    _check_log_g(log_g)
+
+    def propagate(grid, terminal):
+        top = jnp.max(terminal)
+        return jnp.log(expm_generator(qt, grid[-1] - grid) @ jnp.exp(terminal - top)) + top
+
+    grid, tables = _interval_tables(propagate, jnp.asarray(times, qt.dtype), log_g, cells_per_interval, start)
+    return DenseGuiding(grid, tables.reshape((-1,) + tables.shape[2:]))
+
+
+def product_guiding_times(aux_generators, times, log_g, cells_per_interval: int = 16, start=0.0) -> ProductGuiding:
+    r"""The factorised $\tilde h$ of [`product_guiding`][markovppl.jump.guided.product_guiding] for observations at
+    several times: $\log g$ ``(n, d, m)`` (each component observed with independent noise at every time);
+    grid as in [`dense_guiding_times`][markovppl.jump.guided.dense_guiding_times].
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> qt = jnp.array([[-0.5, 0.5], [0.5, -0.5]])
+        >>> pg = product_guiding_times(qt, jnp.array([0.5, 1.0]), jnp.log(jnp.full((2, 30, 2), 0.5)), 8)
+        >>> pg.log_h.shape, pg.grid.shape
+        ((30, 18, 2), (18,))
+    """
+    qt = jnp.asarray(aux_generators)
+    check_generator("aux_generators", qt)
+    log_g = jnp.asarray(log_g, qt.dtype)
+    _check_times(times, start, log_g, "(n, d, m)")
+    _check_log_g(log_g)
+    qt = jnp.broadcast_to(qt, log_g.shape[1:2] + qt.shape[-2:])
+
+    def propagate(grid, terminal):  # terminal (d, m) -> (G+1, d, m)
+        top = jnp.max(terminal, -1, keepdims=True)
+        p = expm_generator(qt[:, None], (grid[-1] - grid)[None, :])  # (d, G+1, m, m)
+        out = jnp.log(jnp.einsum("dgij,dj->dgi", p, jnp.exp(terminal - top))) + top[:, None, :]
+        return jnp.swapaxes(out, 0, 1)
+
+    grid, tables = _interval_tables(propagate, jnp.asarray(times, qt.dtype), log_g, cells_per_interval, start)
+    flat = tables.reshape((-1,) + tables.shape[2:])  # (n (G+1), d, m)
+    return ProductGuiding(grid, jnp.swapaxes(flat, 0, 1))
+
+
 def dense_rates(generator) -> Callable:
     r"""``rates_fn`` of a dense generator: from state ``x`` the moves are to every state, at rates $Q[x, \cdot]$
     with the diagonal zeroed.
@@ -226,11 +328,12 @@ def guided_ctmc_path(rng_key, x0, rates_fn: Callable, guiding, max_jumps: int, m
         lam = jnp.asarray(lam, dtype)
         a, b = grid[j], grid[j + 1]
         width = b - a
+        inv = jnp.where(width > 0, 1.0 / jnp.where(width > 0, width, 1.0), 0.0)  # zero-width cell: a jump of h~
         lx0, lx1 = guiding.value(j, x), guiding.value(j + 1, x)
         ly0 = jax.vmap(lambda y: guiding.value(j, y))(targets)
         ly1 = jax.vmap(lambda y: guiding.value(j + 1, y))(targets)
-        beta_x = (lx1 - lx0) / width
-        kappa = (ly1 - ly0) / width - beta_x  # d/dt log rho_r
+        beta_x = (lx1 - lx0) * inv
+        kappa = (ly1 - ly0) * inv - beta_x  # d/dt log rho_r
         log_rho_t = (ly0 - lx0) + kappa * (t - a)  # log rho_r at the current time
         return targets, lam, beta_x, kappa, log_rho_t, b
 
