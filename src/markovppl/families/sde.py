@@ -399,15 +399,22 @@ class DiscretelyObservedSDE:
             shape = tuple(sample_shape) + (self.noise_size,)
             noise = jax.random.normal(rng_key, shape, self.times.dtype)
         noise = self._check_noise(noise)
-        return self._guided_sample(self._check_obs(obs), noise)
+        bf = self._backward(self._check_obs(obs))
+        states, lw = self._paths(bf, noise)
+        return GuidedSDEPaths(bf.times, states, lw, bf.log_h_root)
 
     @compiled()
-    def _guided_sample(self, obs, noise) -> GuidedSDEPaths:
-        bf = self._backward(obs)
+    def _paths(self, bf: SDEMessages, noise):
         flat = noise.reshape((-1, noise.shape[-1]))
         states, lw = jax.vmap(lambda z: self._forward(bf, z, True))(flat)
         batch = noise.shape[:-1]
-        return GuidedSDEPaths(bf.times, states.reshape(batch + states.shape[1:]), lw.reshape(batch), bf.log_h_root)
+        return states.reshape(batch + states.shape[1:]), lw.reshape(batch)
+
+    @compiled()
+    def _weights(self, bf: SDEMessages, noise):
+        flat = noise.reshape((-1, noise.shape[-1]))
+        lw = jax.vmap(lambda z: self._forward(bf, z, False)[1])(flat)
+        return lw.reshape(noise.shape[:-1])
 
     def guided_log_weight(self, obs, noise) -> jax.Array:
         r"""$\sum_j \log\Psi_j$ for noise ``(..., noise_size)`` (no paths stored); the pCN acceptance ratio
@@ -422,14 +429,8 @@ class DiscretelyObservedSDE:
             >>> sde.guided_log_weight(jnp.array([[0.5]]), jnp.zeros((4, sde.noise_size))).shape
             (4,)
         """
-        return self._log_weights(self._check_obs(obs), self._check_noise(noise))
-
-    @compiled()
-    def _log_weights(self, obs, noise):
-        bf = self._backward(obs)
-        flat = noise.reshape((-1, noise.shape[-1]))
-        lw = jax.vmap(lambda z: self._forward(bf, z, False)[1])(flat)
-        return lw.reshape(noise.shape[:-1])
+        noise = self._check_noise(noise)
+        return self._weights(self._backward(self._check_obs(obs)), noise)
 
     def guided_log_likelihood(self, obs, noise) -> jax.Array:
         r"""$\log\tilde h_\text{root} + \sum_j\log\Psi_j(z)$ for noise $z$ ``(..., noise_size)``.
@@ -449,15 +450,9 @@ class DiscretelyObservedSDE:
             >>> bool(jnp.isfinite(g))
             True
         """
-        obs, noise = self._check_obs(obs), self._check_noise(noise)
-        return self._log_lik(obs, noise)
-
-    @compiled()
-    def _log_lik(self, obs, noise):
-        bf = self._backward(obs)
-        flat = noise.reshape((-1, noise.shape[-1]))
-        lw = jax.vmap(lambda z: self._forward(bf, z, False)[1])(flat)
-        return bf.log_h_root + lw.reshape(noise.shape[:-1])
+        noise = self._check_noise(noise)
+        bf = self._backward(self._check_obs(obs))
+        return bf.log_h_root + self._weights(bf, noise)
 
     def log_evidence_is(self, rng_key, obs, num_paths: int, batch_size: int = 4096) -> EvidenceEstimate:
         r"""Guided importance-sampling estimate of $\log p(y)$ with its Monte Carlo standard error
@@ -477,23 +472,34 @@ class DiscretelyObservedSDE:
             raise ValueError(f"num_paths must be an integer >= 2, got {num_paths!r}")
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        obs = self._check_obs(obs)
+        bf = self._backward(self._check_obs(obs))
+        lw = self.is_log_weights(rng_key, bf, num_paths, batch_size)
+        return _summarise(bf.log_h_root, lw, int(num_paths))
+
+    def is_log_weights(self, rng_key, messages: SDEMessages, num_paths: int, batch_size: int = 4096) -> jax.Array:
+        r"""Log-weights ``(num_paths,)`` of guided paths drawn from ``rng_key`` (batches of ``batch_size``
+        noise vectors, each drawn from its own key), given the messages of
+        [`backward_filter`][markovppl.families.sde.DiscretelyObservedSDE.backward_filter].
+
+        Examples:
+            >>> import jax, jax.numpy as jnp
+            >>> from markovppl.kernels.diffusion import LinearSDE
+            >>> sde = DiscretelyObservedSDE(lambda t, x: -x, jnp.eye(1), LinearSDE(jnp.zeros((1, 1)), jnp.zeros(1), jnp.eye(1)),
+            ...                             jnp.array([1.0]), jnp.eye(1), jnp.array([[0.1]]), x0=jnp.zeros(1), num_steps=8)
+            >>> sde.is_log_weights(jax.random.PRNGKey(0), sde.backward_filter(jnp.array([[0.5]])), 10, 4).shape
+            (10,)
+        """
         batch = min(int(batch_size), int(num_paths))
-        num_batches = -(-int(num_paths) // batch)
-        keys = jax.random.split(rng_key, num_batches)
-        log_h, lw = self._is_weights(obs, keys, batch)
-        lw = lw.reshape(-1)[:num_paths]
-        return _summarise(log_h, lw, int(num_paths))
+        keys = jax.random.split(rng_key, -(-int(num_paths) // batch))
+        return self._is_weights(messages, keys, batch).reshape(-1)[:num_paths]
 
     @compiled("batch")
-    def _is_weights(self, obs, keys, batch: int):
-        bf = self._backward(obs)
-
+    def _is_weights(self, bf: SDEMessages, keys, batch: int):
         def one_batch(key):
             z = jax.random.normal(key, (batch, self.noise_size), self.times.dtype)
             return jax.vmap(lambda zz: self._forward(bf, zz, False)[1])(z)
 
-        return bf.log_h_root, jax.lax.map(one_batch, keys)
+        return jax.lax.map(one_batch, keys)
 
     # ---------------------------------------------------------------- forward simulation
     def sample(self, rng_key, sample_shape=()) -> tuple[SDEPaths, jax.Array]:
