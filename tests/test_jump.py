@@ -328,19 +328,17 @@ def test_forecast_sampling_shapes_and_posterior_skeleton_are_consistent():
     np.testing.assert_allclose(batched.log_prob(np.stack([y, y])), [scipy_mjp(PI3, Q3, t, y) for t in t2], rtol=1e-10)
 
 
-def test_posterior_paths_reproduce_exact_expected_occupation_and_jumps_given_observations():
-    times, y = irregular_data(2, n=5)
-    d = mjp3(times=times)
-    fb = oracles.hmm_forward_backward(PI3, scipy_transitions(Q3, times), scipy_loglik(y))
+def _assert_paths_match_oracle(path, q, times, y, n):
+    """Occupation times, jump counts and states at the observation times of ``n`` posterior paths
+    against the forward-backward pairwise marginals and Van Loan bridge moments (|z| < 4.5)."""
+    fb = oracles.hmm_forward_backward(PI3, scipy_transitions(q, times), scipy_loglik(y))
     e_occ, e_jumps = np.zeros(3), np.zeros((3, 3))
     for k, dt in enumerate(np.diff(times)):  # E[stat | y] = sum_{a,b} p(x_k = a, x_k+1 = b | y) E[stat | a, b]
         for a in range(3):
             for b in range(3):
-                occ, jumps = van_loan_moments(Q3, dt, a, b)
+                occ, jumps = van_loan_moments(q, dt, a, b)
                 e_occ += fb["pairwise"][k, a, b] * occ
                 e_jumps += fb["pairwise"][k, a, b] * jumps
-    n = 3000
-    path = d.posterior_path(jax.random.PRNGKey(5), y, max_jumps=jb.suggest_max_jumps(Q3, np.diff(times).max()), sample_shape=(n,))
     assert not bool(path.overflow.any())
     occ = np.asarray(jb.occupation_times(path, 3))
     np.testing.assert_allclose(occ.sum(1), times[-1] - times[0], rtol=1e-12)
@@ -354,6 +352,29 @@ def test_posterior_paths_reproduce_exact_expected_occupation_and_jumps_given_obs
     freq = np.stack([(at_obs == k).mean(0) for k in range(3)], -1)
     se = np.sqrt(fb["marginals"] * (1 - fb["marginals"]) / n) + 1e-12
     assert np.max(np.abs(freq - fb["marginals"]) / se) < 4.5
+
+
+def test_posterior_paths_reproduce_exact_expected_occupation_and_jumps_given_observations():
+    times, y = irregular_data(2, n=5)
+    n = 3000
+    path = mjp3(times=times).posterior_path(jax.random.PRNGKey(5), y, max_jumps=jb.suggest_max_jumps(Q3, np.diff(times).max()),
+                                            sample_shape=(n,))
+    _assert_paths_match_oracle(path, Q3, times, y, n)
+
+
+def test_batched_generators_give_per_entry_evidence_and_posterior_paths():
+    times, y = irregular_data(2, n=5)
+    q_fast = 2.5 * Q3
+    d = mjp3(q=jnp.stack([jnp.asarray(Q3), jnp.asarray(q_fast)]), times=times)
+    assert d.batch_shape == (2,)
+    np.testing.assert_allclose(d.log_prob(np.stack([y, y])), [scipy_mjp(PI3, q, times, y) for q in (Q3, q_fast)], rtol=1e-10)
+    n = 1500
+    path = d.posterior_path(jax.random.PRNGKey(6), np.stack([y, y]), max_jumps=jb.suggest_max_jumps(q_fast, np.diff(times).max()),
+                            sample_shape=(n,))
+    assert path.times.shape[:2] == (n, 2)
+    _assert_paths_match_oracle(jax.tree.map(lambda a: a[:, 1], path), q_fast, times, y, n)
+    # the entries differ: the fast generator jumps more often
+    assert float(path.num_jumps[:, 1].mean()) > float(path.num_jumps[:, 0].mean()) + 0.5
 
 
 def test_evidence_gradient_in_rates_and_times_matches_finite_differences_and_jit_vmap_hygiene():

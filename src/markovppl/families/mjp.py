@@ -127,7 +127,10 @@ class MarkovJumpProcess(HMM):
             law = jnp.einsum("...i,...ij->...j", base, p0)
         else:
             law = base
-        gaps = jnp.moveaxis(jnp.diff(times, axis=-1), -1, 0)  # (T-1, *batch)
+        batch = jax.lax.broadcast_shapes(times.shape[:-1], generator.shape[:-2])
+        gaps = jnp.moveaxis(jnp.diff(times, axis=-1), -1, 0)
+        gaps = jnp.broadcast_to(gaps.reshape(gaps.shape[:1] + (1,) * (len(batch) - (times.ndim - 1)) + gaps.shape[1:]),
+                                gaps.shape[:1] + batch)  # (T-1, *batch)
         steps = expm_generator(generator, gaps)  # (T-1, *batch, K, K)
         self.generator, self.times, self.start_time, self.base_probs = generator, times, start_time, base
         super().__init__(law, time_varying(steps), emission, missing=missing, parallel=parallel, validate_args=validate_args)
@@ -209,14 +212,21 @@ class MarkovJumpProcess(HMM):
     def _bridges(self, key, skeleton, max_jumps: int) -> JumpPath:
         """Bridges between consecutive skeleton states ``(..., T)``, concatenated into one padded path."""
         q = self.generator
-        if q.ndim > 2:
-            raise ValueError("continuous-time paths need a single (unbatched) generator")
         t = jnp.broadcast_to(self.times, skeleton.shape).astype(q.dtype)
         if t.shape[-1] == 1:
             empty = jnp.zeros(skeleton.shape[:-1] + (0,))
             return JumpPath(skeleton[..., 0], empty.astype(q.dtype), empty.astype(jnp.int32), empty.sum(-1).astype(jnp.int32),
                             jnp.zeros(skeleton.shape[:-1], bool), t[..., 0], t[..., 0])
-        seg = _sample_bridge(key, q, t[..., 1:] - t[..., :-1], skeleton[..., :-1], skeleton[..., 1:], int(max_jumps), t[..., :-1])
+        if q.ndim == 2:
+            seg = _sample_bridge(key, q, t[..., 1:] - t[..., :-1], skeleton[..., :-1], skeleton[..., 1:], int(max_jumps), t[..., :-1])
+        else:  # one generator per batch entry: vmap the bridge sampler over the flattened batch
+            batch, k = skeleton.shape[:-1], q.shape[-1]
+            flat_q = jnp.broadcast_to(q, batch + (k, k)).reshape((-1, k, k))
+            flat_t, flat_x = t.reshape((-1, t.shape[-1])), skeleton.reshape((-1, skeleton.shape[-1]))
+            keys = jax.random.split(key, flat_q.shape[0])
+            seg = jax.vmap(lambda kk, qq, tt, xx: _sample_bridge(kk, qq, tt[1:] - tt[:-1], xx[:-1], xx[1:], int(max_jumps), tt[:-1]))(
+                keys, flat_q, flat_t, flat_x)
+            seg = jax.tree.map(lambda a: a.reshape(batch + a.shape[1:]), seg)
         # seg fields have batch (..., T-1): concatenate the intervals, real jumps first (they stay sorted)
         slots = seg.times.shape[-1]
         real = jnp.arange(slots) < seg.num_jumps[..., None]
