@@ -425,3 +425,34 @@ def test_bad_inputs_raise_clear_errors():
         sde.guided_sample(None, jnp.zeros((2, 1)))
     with pytest.raises(ValueError, match="num_paths"):
         sde.log_evidence_is(jax.random.PRNGKey(0), jnp.zeros((2, 1)), 1)
+
+
+# ----------------------------------------------------------------------------- model file
+def test_ou_bridge_model_file_likelihood_is_exact():
+    """models/ou_bridge.py: its NumPyro factor equals the dense-Gaussian OU evidence (stationary start at t_0)."""
+    from numpyro import handlers
+
+    from markovppl.modelfile import bundled_models, load_model_file
+
+    spec = load_model_file(bundled_models()["ou_bridge"])
+    data = spec.load_data()
+    y = np.asarray(data["y"])
+    assert y.shape == (15, 2) and np.all(np.diff(y[:, 0]) >= 0) and spec.plots is not None
+    params = {"log_theta": math.log(1.2), "mu": 0.5, "sigma": 0.7}
+    tr = handlers.trace(handlers.substitute(spec.model, params)).get_trace(y=jnp.asarray(y))
+    got = float(tr["loglik"]["fn"].log_prob(tr["loglik"]["value"]))  # numpyro.factor: a Unit site
+    th, mu, s = 1.2, 0.5, 0.7
+    exact = ou_evidence_np(np.array([[-th]]), np.array([th * mu]), np.array([[s * s]]), np.array([mu]), y[:, 0],
+                           np.eye(1), np.array([[0.05**2]]), y[:, 1:], start=y[0, 0], P0=np.array([[s * s / (2 * th)]]))
+    assert abs(got - exact) < 1e-9, (got, exact)
+
+
+@pytest.mark.slow
+def test_ou_bridge_model_fits_through_cli(tmp_path, capsys):
+    from markovppl import cli
+
+    out = tmp_path / "ou_bridge"
+    assert cli.main(["fit", "ou_bridge", "--num-warmup", "100", "--num-samples", "100", "--chains", "2", "--no-progress",
+                     "--out", str(out)]) == 0
+    assert "max R-hat" in capsys.readouterr().out
+    assert (out / "bridges.png").stat().st_size > 1000
