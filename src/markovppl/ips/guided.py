@@ -28,6 +28,7 @@ sampler after the change of variables $u = \Phi(z)$.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -37,7 +38,7 @@ from jax.scipy.special import ndtr
 from ..backward.rules import pullback
 from ..kernels.finite import Categorical
 from ..messages import categorical as cm
-from .model import ContactProcess, categorical_from_uniform, infected_neighbours, transition_matrices
+from .model import ContactProcess, categorical_from_uniform, infected_neighbours, simulate_from_noise, transition_matrices
 from .data import Observations, frozen_counts
 
 __all__ = [
@@ -284,9 +285,36 @@ def summarize_log_weights(log_weights) -> EvidenceEstimate:
     return EvidenceEstimate(m + jnp.log(mean), m + 0.5 * (jnp.log(var) - jnp.log(n)), ess, lw)
 
 
+@partial(jax.jit, static_argnames=("batch_size", "with_paths"))
+def _guided_batch(model, data, counts, keys, batch_size, with_paths=True):
+    filt = backward_filter(model, data, counts)
+    shape = noise_shape(model, data)
+
+    def one(key):
+        d = guided_draw(model, filt, jax.random.normal(key, shape, filt.aux_matrices.dtype))
+        return (d.path, d.log_weight) if with_paths else d.log_weight
+
+    return jax.lax.map(one, keys, batch_size=batch_size)
+
+
+@partial(jax.jit, static_argnames=("batch_size",))
+def _forward_batch(model, data, keys, batch_size):
+    dtype = jnp.result_type(model.infection, float)
+    log_lik = data.log_lik.astype(dtype)
+    shape = noise_shape(model, data)
+
+    def one(key):
+        path = simulate_from_noise(model, jax.random.normal(key, shape, dtype))
+        return jnp.sum(jnp.take_along_axis(log_lik, path[..., None], -1))
+
+    return jax.lax.map(one, keys, batch_size=batch_size)
+
+
 def guided_sample(rng_key, model: ContactProcess, data: Observations, num_samples: int, counts=None,
                   batch_size: int | None = None) -> GuidedSamples:
     r"""``num_samples`` guided paths ``(N, T+1, n)`` and log-weights ``(N,)`` (self-normalise for the posterior).
+
+    Compiled once per shape: new parameter values (array leaves of ``model``) do not recompile.
 
     Examples:
         >>> import jax, networkx as nx
@@ -296,15 +324,9 @@ def guided_sample(rng_key, model: ContactProcess, data: Observations, num_sample
         >>> out.paths.shape, out.log_weights.shape, out.paths[:, 4].tolist()[0]
         ((8, 5, 3), (8,), [1, 1, 0])
     """
-    filt = backward_filter(model, data, counts)
+    _check(model, data, counts)
     keys = jax.random.split(rng_key, num_samples)
-    shape = noise_shape(model, data)
-
-    def one(key):
-        d = guided_draw(model, filt, jax.random.normal(key, shape, filt.aux_matrices.dtype))
-        return d.path, d.log_weight
-
-    paths, lws = jax.lax.map(one, keys, batch_size=batch_size or min(num_samples, 256))
+    paths, lws = _guided_batch(model, data, counts, keys, batch_size or min(num_samples, 256))
     return GuidedSamples(paths, lws)
 
 
@@ -318,6 +340,8 @@ def importance_evidence(rng_key, model: ContactProcess, data: Observations, num_
         counts: frozen counts of the auxiliary (guided only).
         batch_size: paths per vectorised batch (memory bound; default 256).
 
+    Compiled once per shape: evaluating a grid of parameter values does not recompile.
+
     Examples:
         >>> import jax, jax.numpy as jnp, networkx as nx
         >>> from markovppl.ips import contact_process, observations
@@ -328,24 +352,11 @@ def importance_evidence(rng_key, model: ContactProcess, data: Observations, num_
         >>> bool(g.ess > f.ess), bool(abs(jnp.exp(g.log_evidence) - jnp.exp(f.log_evidence)) < 0.05)
         (True, True)
     """
-    from .model import simulate_from_noise
-
     _check(model, data, counts)
     keys = jax.random.split(rng_key, num_samples)
-    shape = noise_shape(model, data)
     bs = batch_size or min(num_samples, 256)
     if guided:
-        filt = backward_filter(model, data, counts)
-        dtype = filt.aux_matrices.dtype
-
-        def one(key):
-            return guided_draw(model, filt, jax.random.normal(key, shape, dtype)).log_weight
+        lws = _guided_batch(model, data, counts, keys, bs, with_paths=False)
     else:
-        dtype = jnp.result_type(model.infection, float)
-        log_lik = data.log_lik.astype(dtype)
-
-        def one(key):
-            path = simulate_from_noise(model, jax.random.normal(key, shape, dtype))
-            return jnp.sum(jnp.take_along_axis(log_lik, path[..., None], -1))
-
-    return summarize_log_weights(jax.lax.map(one, keys, batch_size=bs))
+        lws = _forward_batch(model, data, keys, bs)
+    return summarize_log_weights(lws)
