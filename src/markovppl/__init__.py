@@ -11,6 +11,7 @@ from . import jump
 from .families.mjp import MarkovJumpProcess
 from .families.sde import DiscretelyObservedSDE
 from . import graph
+from . import ips
 from .families import HMM, DiscreteTree, GaussianTree, GuidedDAG, LinearGaussianSSM, stationary_distribution
 from .guided import forward_guide
 from .kernels import time_varying
@@ -35,6 +36,7 @@ __all__ = [
     "graph",
     "guided",
     "infer",
+    "ips",
     "jump",
     "kernels",
     "messages",
