@@ -12,13 +12,14 @@ from .families.mjp import MarkovJumpProcess
 from .families.sde import DiscretelyObservedSDE
 from . import graph
 from . import ips
-from .families import HMM, DiscreteTree, GaussianTree, GuidedDAG, LinearGaussianSSM, stationary_distribution
+from .families import HMM, DiffusionTree, DiscreteTree, GaussianTree, GuidedDAG, LinearGaussianSSM, stationary_distribution
 from .guided import forward_guide
 from .kernels import time_varying
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DiffusionTree",
     "DiscreteTree",
     "DiscretelyObservedSDE",
     "GaussianTree",

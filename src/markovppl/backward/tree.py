@@ -26,11 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..graph.topology import Tree
+from ..kernels.diffusion import Diffusion
 from ..messages import categorical as cm
 from ..messages import gaussian as gm
 from .rules import marginalize, pullback
 
-__all__ = ["TreeMessages", "tree_backward_filter", "padded_parents", "edge_index"]
+__all__ = ["TreeMessages", "tree_backward_filter", "padded_parents", "edge_index", "per_edge"]
 
 
 class TreeMessages(NamedTuple):
@@ -58,6 +59,15 @@ def padded_parents(tree: Tree) -> np.ndarray:
 def edge_index(idx):
     """Edge entering each node of ``idx`` (``v - 1``); root and padding get edge 0 (results discarded)."""
     return jnp.maximum(idx - 1, 0)
+
+
+def per_edge(rule, kernel, *args):
+    """Apply a kernel rule to a chunk of edges. Rules of most kernels broadcast over a leading edge axis;
+    those of a [`Diffusion`][markovppl.kernels.diffusion.Diffusion] (a time grid per edge) take one edge
+    and are vmapped."""
+    if isinstance(kernel, Diffusion):
+        return jax.vmap(rule)(kernel, *args)
+    return rule(kernel, *args)
 
 
 @singledispatch
@@ -117,7 +127,7 @@ def tree_backward_filter(tree: Tree, edges, node_messages, root_law=None, root_v
     def _level(acc, idx):
         m = _finish(jax.tree.map(lambda a: a[idx], acc))
         kernel = jax.tree.map(lambda a: a[edge_index(idx)], edges)
-        pulled = pullback(kernel, m)
+        pulled = per_edge(pullback, kernel, m)
         acc = jax.tree.map(lambda a, p: a.at[parents[idx]].add(p), acc, pulled)
         return jax.tree.map(lambda a, z: a.at[n].set(z), acc, zero), None
 

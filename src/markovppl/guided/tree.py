@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _linalg as la
-from ..backward.tree import edge_index, padded_parents
+from ..backward.tree import edge_index, padded_parents, per_edge
 from ..graph.topology import Tree
 from ..kernels.finite import Categorical
 from ..kernels.initial import CategoricalLaw, GaussianLaw
@@ -100,7 +100,7 @@ def tree_forward_guide(tree: Tree, edges, messages, noise, root_law=None, root_v
         x, lw = carry
         kernel = jax.tree.map(lambda a: a[edge_index(idx)], edges)
         h = jax.tree.map(lambda a: a[idx], messages)
-        y, w = guide(kernel, h, x[parents[idx]], noise[idx])
+        y, w = per_edge(guide, kernel, h, x[parents[idx]], noise[idx])
         return (x.at[idx].set(y), lw.at[idx].set(w)), None
 
     (x, lw), _ = jax.lax.scan(_level, (x, lw), _top_down(tree))
