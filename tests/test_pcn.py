@@ -366,3 +366,28 @@ def test_bad_input_raises(chain_data):
     with pytest.raises(ValueError, match="no sites"):
         pcn_inference_data(type("R", (), {"get_samples": lambda self, group_by_chain: {"a": np.zeros((1, 2))},
                                           "get_extra_fields": lambda self, group_by_chain: {}})(), ["z"])
+
+
+@pytest.mark.slow
+def test_pcn_on_a_guided_diffusion():
+    """pCN on the innovations of a guided OU diffusion (markovppl.families.sde): with the true drift equal to
+    the auxiliary every move is accepted; with a mismatched drift the weights vary and some moves are rejected."""
+    from markovppl.families.sde import DiscretelyObservedSDE
+    from markovppl.kernels.diffusion import LinearSDE
+
+    def sde_model(y, theta):
+        sde = DiscretelyObservedSDE(lambda t, x: -theta * x, jnp.eye(1), LinearSDE(-jnp.eye(1), jnp.zeros(1), jnp.eye(1)),
+                                    jnp.array([0.5, 1.0]), jnp.eye(1), jnp.array([[0.1]]), x0=jnp.ones(1),
+                                    num_steps=10)
+        z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([sde.noise_size]).to_event(1))
+        numpyro.factor("bffg", sde.guided_log_likelihood(y, z))
+
+    y = jnp.array([[0.4], [-0.3]])
+    for theta, exact in ((1.0, True), (3.0, False)):
+        mcmc = MCMC(PCN(sde_model, ["z"], rho=0.3, adapt=False), num_warmup=0, num_samples=300, progress_bar=False)
+        mcmc.run(jax.random.PRNGKey(0), y, theta, extra_fields=("accept_prob",))
+        acc = np.asarray(mcmc.get_extra_fields()["accept_prob"])
+        if exact:
+            assert np.all(acc == 1.0)
+        else:
+            assert 0.05 < acc.mean() < 0.99, acc.mean()

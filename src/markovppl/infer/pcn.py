@@ -507,7 +507,10 @@ def pcn_nuts(model: Callable, sites: Sequence[str], *, rho=0.9, segments=None, a
     Args:
         model: the NumPyro model (see the module docstring for its form).
         sites: the innovation sites.
-        rho, segments, adapt, target_accept: as in [`PCN`][markovppl.infer.pcn.PCN].
+        rho: initial $\rho$ (as in [`PCN`][markovppl.infer.pcn.PCN]).
+        segments: the pCN segments (as in ``PCN``).
+        adapt: adapt $\rho$ during warm-up.
+        target_accept: the pCN block's targeted acceptance rate.
         **nuts_kwargs: keyword arguments of ``numpyro.infer.NUTS``.
 
     Returns:
@@ -540,7 +543,10 @@ def pcn_random_walk(model: Callable, sites: Sequence[str], *, rho=0.9, segments=
     Args:
         model: the NumPyro model.
         sites: the innovation sites.
-        rho, segments, adapt, target_accept: the pCN block's settings ([`PCN`][markovppl.infer.pcn.PCN]).
+        rho: initial $\rho$ (as in [`PCN`][markovppl.infer.pcn.PCN]).
+        segments: the pCN segments (as in ``PCN``).
+        adapt: adapt $\rho$ during warm-up.
+        target_accept: the pCN block's targeted acceptance rate.
         scale: the random walk's initial scale.
         rw_target_accept: the random walk's targeted acceptance rate.
 
