@@ -154,3 +154,36 @@ def test_tree_model_fits_through_cli(name, plot, tmp_path, capsys):
     assert np.all(np.isfinite(np.asarray(loglik)))
     with open(out / plot, "rb") as f:
         assert f.read(8) == PNG_SIGNATURE
+
+
+def test_branching_diffusion_model_file_target():
+    # the non-centred target of models/branching_diffusion.py: finite log density and gradients at the truth
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer.util import log_density
+
+    spec = load_model_file(bundled_models()["branching_diffusion"])
+    assert spec.pcn and spec.pcn["sites"] == ["z_root", "z_edges"]
+    mod = spec.module
+    y = jnp.asarray(spec.load_data()["y"])
+    assert y.shape == (len(mod.TREE.leaves), 2) and bool(jnp.all(jnp.isfinite(y)))
+    shape = mod._tree_model(jnp.asarray(mod.TRUE["theta1"]), jnp.asarray(mod.TRUE["theta2"])).noise_shape
+    params = {"theta1": jnp.asarray(mod.TRUE["theta1"]), "theta2": jnp.asarray(mod.TRUE["theta2"]),
+              "z_root": jnp.zeros(2), "z_edges": jnp.zeros(shape)}
+    f = lambda p: log_density(mod.model, (y,), {}, p)[0]
+    val, grad = jax.jit(jax.value_and_grad(f))(params)
+    assert np.isfinite(float(val))
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grad))
+
+
+@pytest.mark.slow
+def test_branching_diffusion_model_fits_through_cli(tmp_path, capsys):
+    out = tmp_path / "branching_diffusion"
+    assert cli.main(["fit", "branching_diffusion", "--num-warmup", "20", "--num-samples", "10", "--chains", "1",
+                     "--no-progress", "--out", str(out)]) == 0
+    assert "max R-hat" in capsys.readouterr().out
+    idata = diagnostics.from_netcdf(out / "branching_diffusion_idata.nc")
+    assert "z_edges" in diagnostics.get_group(idata, "latent_posterior").data_vars
+    assert "pcn_accept_prob" in diagnostics.get_group(idata, "sample_stats").data_vars
+    with open(out / "guided_tree_paths.png", "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE

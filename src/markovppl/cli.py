@@ -68,7 +68,7 @@ def _fit(args) -> int:
     print(f"data: {source}, {len(data['y'])} steps")
     print(f"NUTS: {args.chains} chains x ({args.num_warmup} warm-up + {args.num_samples} draws)\n")
     result = fit_model(spec.model, data, out, name=spec.path.stem, var_names=spec.var_names, plots=spec.plots,
-                       nuts_options=spec.nuts_options, particle_gibbs=spec.particle_gibbs,
+                       nuts_options=spec.nuts_options, particle_gibbs=spec.particle_gibbs, pcn=spec.pcn,
                        num_warmup=args.num_warmup, num_samples=args.num_samples, num_chains=args.chains,
                        seed=args.seed, progress_bar=not args.no_progress)
     _report(result, out)

@@ -40,7 +40,7 @@ class FitResult(NamedTuple):
 def fit_model(model, data: dict, out_dir: str, *, name: str = "model", var_names=None, plots=None,
               nuts_options: dict | None = None, num_warmup: int = 500, num_samples: int = 500,
               num_chains: int = 2, seed: int = 0, progress_bar: bool = True,
-              particle_gibbs: dict | None = None) -> FitResult:
+              particle_gibbs: dict | None = None, pcn: dict | None = None) -> FitResult:
     """Run NUTS on ``model(y=data["y"])`` and write ``{name}_idata.nc``, ``summary.csv``, ``trace.png``
     and the model's own plots to ``out_dir``.
 
@@ -59,6 +59,11 @@ def fit_model(model, data: dict, out_dir: str, *, name: str = "model", var_names
             latent path site by conditional SMC and the other sites by NUTS; the path then goes to the
             ``latent_posterior`` group (see
             [`particle_gibbs_inference_data`][markovppl.infer.particle_gibbs.particle_gibbs_inference_data]).
+        pcn: ``{"sites": [...], "latent": [...], "parameters": "nuts" | "random_walk", ...}`` for models with
+            innovation sites: pCN moves on ``sites`` ([`pcn_nuts`][markovppl.infer.pcn.pcn_nuts] or
+            [`pcn_random_walk`][markovppl.infer.pcn.pcn_random_walk]; remaining keys are their options,
+            ``dims`` those of the latent sites); innovations and ``latent`` sites go to ``latent_posterior``
+            ([`pcn_inference_data`][markovppl.infer.pcn.pcn_inference_data]).
 
     Returns:
         [`FitResult`][markovppl.fit.FitResult].
@@ -80,6 +85,18 @@ def fit_model(model, data: dict, out_dir: str, *, name: str = "model", var_names
         from .infer.particle_gibbs import PARTICLE_GIBBS_FIELDS, particle_gibbs_inference_data, particle_gibbs_nuts
 
         kernel, fields = particle_gibbs_nuts(model, **particle_gibbs, **(nuts_options or {})), PARTICLE_GIBBS_FIELDS
+    elif pcn:
+        from .infer.pcn import PCN_FIELDS, PCN_RW_FIELDS, pcn_inference_data, pcn_nuts, pcn_random_walk
+
+        options = dict(pcn)
+        sites, latent, dims = options.pop("sites"), options.pop("latent", ()), options.pop("dims", None)
+        how = options.pop("parameters", "nuts")
+        if how == "nuts":
+            kernel, fields = pcn_nuts(model, sites, **options, **(nuts_options or {})), PCN_FIELDS
+        elif how == "random_walk":
+            kernel, fields = pcn_random_walk(model, sites, **options), PCN_RW_FIELDS
+        else:
+            raise ValueError(f"PCN 'parameters' must be 'nuts' or 'random_walk', got {how!r}")
     else:
         kernel, fields = NUTS(model, **(nuts_options or {})), ("diverging",)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
@@ -87,6 +104,8 @@ def fit_model(model, data: dict, out_dir: str, *, name: str = "model", var_names
     mcmc.run(jax.random.PRNGKey(seed), y=y, extra_fields=fields)
     if particle_gibbs:
         idata = particle_gibbs_inference_data(mcmc, particle_gibbs.get("site", "x"), coords=coords)
+    elif pcn:
+        idata = pcn_inference_data(mcmc, sites, latent=latent, coords=coords, dims=dims)
     else:
         idata = diagnostics.to_inference_data(mcmc, jax.random.PRNGKey(seed + 1), coords=coords)
     names = list(var_names) if var_names else None

@@ -20,7 +20,12 @@ Optional names:
 * ``NUTS_OPTIONS`` — keyword arguments for ``numpyro.infer.NUTS`` (e.g. ``{"target_accept_prob": 0.95}``);
 * ``PARTICLE_GIBBS`` — for models without an exact likelihood whose latent path is a sample site from
   ``StateSpaceModel.path_prior`` (see [`markovppl.infer.particle_gibbs`][markovppl.infer.particle_gibbs]):
-  ``{"site": "x", "num_particles": 64}`` fits by NUTS on the parameters and conditional SMC on the path.
+  ``{"site": "x", "num_particles": 64}`` fits by NUTS on the parameters and conditional SMC on the path;
+* ``PCN`` — for non-exact BFFG models written with innovation sites (standard-normal or uniform priors)
+  and a guided log-likelihood factor (see [`markovppl.infer.pcn`][markovppl.infer.pcn]):
+  ``{"sites": ["z"], "latent": ["x"], "parameters": "nuts"}`` fits by pCN moves on the innovations and
+  NUTS (or ``"random_walk"``) on the parameters; other keys (``rho``, ``segments``, ``target_accept``,
+  ``scale``, ``dims``) are passed on.
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ class ModelSpec(NamedTuple):
     nuts_options: dict
     module: ModuleType
     particle_gibbs: dict | None = None
+    pcn: dict | None = None
 
 
 def load_model_file(path: str | os.PathLike) -> ModelSpec:
@@ -133,6 +139,7 @@ def load_model_file(path: str | os.PathLike) -> ModelSpec:
         getattr(module, "TIME_COLUMN", None), getattr(module, "VAR_NAMES", None), plots if callable(plots) else None,
         dict(getattr(module, "NUTS_OPTIONS", None) or {}), module,
         dict(module.PARTICLE_GIBBS) if getattr(module, "PARTICLE_GIBBS", None) else None,
+        dict(module.PCN) if getattr(module, "PCN", None) else None,
     )
 
 
