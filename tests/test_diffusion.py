@@ -289,7 +289,7 @@ def test_is_evidence_mismatched_auxiliary_partial_observation(initial):
     """Guided IS on a 2-d OU observed in its first coordinate at 5 irregular times (one missing), with a
     mismatched auxiliary: the estimate is within 3 SE of the exact evidence (dense joint Gaussian oracle).
     4000 paths give an SE of ~0.01-0.02 in log evidence; the Euler bias at N = 100 steps per interval is
-    far smaller (checked against the exact auxiliary, whose weights vanish, below)."""
+    far smaller. (The exact auxiliary, whose weights vanish, is checked in test_per_interval_auxiliary.)"""
     sde = ou2_model(100, initial)
     est = sde.log_evidence_is(jax.random.PRNGKey(5), jnp.asarray(Y_PARTIAL), 4000)
     P0 = np.array([[0.3, 0.1], [0.1, 0.2]]) if initial else None
@@ -298,12 +298,6 @@ def test_is_evidence_mismatched_auxiliary_partial_observation(initial):
     z = (float(est.log_evidence) - exact) / float(est.standard_error)
     assert abs(z) < 3, (float(est.log_evidence), exact, float(est.standard_error))
     assert float(est.standard_error) < 0.05 and float(est.ess) > 400
-    # the exact auxiliary: log h_root is the exact evidence and every weight is 0
-    exact_aux = LinearSDE(jnp.asarray(B_TRUE), jnp.asarray(BETA_TRUE), jnp.asarray(SIG_TRUE))
-    sde_exact = ou2_model(3, initial, aux=exact_aux)
-    assert abs(float(sde_exact.aux_log_evidence(jnp.asarray(Y_PARTIAL))) - exact) < 1e-10
-    lw = sde_exact.guided_log_weight(jnp.asarray(Y_PARTIAL), jax.random.normal(jax.random.PRNGKey(0), (5, sde_exact.noise_size)))
-    assert np.max(np.abs(np.asarray(lw))) < 1e-12
 
 
 # ----------------------------------------------------------------------------- JAX transformations (§5 item 16)
@@ -390,6 +384,7 @@ def test_guide_rule_for_diffusion_edge():
     assert float(lw) == float(lw2) and float(lw) != 0.0
 
 
+@pytest.mark.smoke
 def test_bad_inputs_raise_clear_errors():
     aux = LinearSDE(-jnp.eye(1), jnp.zeros(1), jnp.eye(1))
     drift = lambda t, x: -x
@@ -456,3 +451,44 @@ def test_ou_bridge_model_fits_through_cli(tmp_path, capsys):
                      "--out", str(out)]) == 0
     assert "max R-hat" in capsys.readouterr().out
     assert (out / "bridges.png").stat().st_size > 1000
+
+
+def test_per_interval_auxiliary():
+    """One auxiliary per interval (leading axis M): stacked copies of a shared auxiliary reproduce it exactly, and
+    stacked exact auxiliaries give the exact evidence with zero weights."""
+    obs = jnp.asarray(Y_PARTIAL)
+    M = len(TIMES)
+    shared = LinearSDE(jnp.array([[-0.5, 0.2], [0.0, -0.8]]), jnp.zeros(2), jnp.array([[0.8, 0.0], [0.0, 0.6]]))
+    stacked = LinearSDE(*(jnp.broadcast_to(x, (M,) + x.shape) for x in (shared.B, shared.beta, shared.sigma)))
+    z = jax.random.normal(jax.random.PRNGKey(4), (3, ou2_model(10).noise_size))
+    a = ou2_model(10, aux=shared).guided_sample(None, obs, noise=z)
+    b = ou2_model(10, aux=stacked).guided_sample(None, obs, noise=z)
+    np.testing.assert_allclose(b.states, a.states, atol=1e-13)
+    np.testing.assert_allclose(b.log_weights, a.log_weights, atol=1e-13)
+    exact = LinearSDE(*(jnp.broadcast_to(jnp.asarray(x), (M,) + x.shape) for x in (B_TRUE, BETA_TRUE, SIG_TRUE)))
+    sde = ou2_model(10, aux=exact)
+    want = ou_evidence_np(B_TRUE, BETA_TRUE, SIG_TRUE @ SIG_TRUE.T, np.array([0.5, -0.5]), TIMES,
+                          np.array([[1.0, 0.0]]), np.array([[0.1]]), Y_PARTIAL)
+    assert abs(float(sde.aux_log_evidence(obs)) - want) < 1e-10
+    assert np.max(np.abs(np.asarray(sde.guided_log_weight(obs, z)))) < 1e-12
+    with pytest.raises(ValueError, match="one entry per observation time"):
+        ou2_model(10, aux=LinearSDE(stacked.B[:2], stacked.beta[:2], stacked.sigma[:2]))
+    with pytest.raises(ValueError, match="same M"):
+        LinearSDE(stacked.B, stacked.beta[:2], stacked.sigma).validate()
+
+
+@pytest.mark.slow
+def test_fitzhugh_nagumo_example_runs(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, MARKOVPPL_EXAMPLE_QUICK="1", MARKOVPPL_EXAMPLE_OUT=str(tmp_path))
+    done = subprocess.run([sys.executable, str(root / "examples" / "fitzhugh_nagumo.py")], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("(a)")]
+    assert len(rows) == 2 and all(np.isfinite(float(r.split()[-3])) for r in rows)
+    assert (tmp_path / "fhn_guided_paths.png").stat().st_size > 1000

@@ -172,7 +172,8 @@ class DiscretelyObservedSDE:
     Args:
         drift: $b$: ``drift(t, x)`` (or ``drift(t, x, params)``) for one state ``x`` ``(d,)``.
         diffusion: $\sigma$: ``diffusion(t, x)`` (or with ``params``) returning ``(d, w)``, or a constant array.
-        auxiliary: [`LinearSDE`][markovppl.kernels.diffusion.LinearSDE] $(\tilde B, \tilde\beta, \tilde\sigma)$.
+        auxiliary: [`LinearSDE`][markovppl.kernels.diffusion.LinearSDE] $(\tilde B, \tilde\beta, \tilde\sigma)$,
+            shared by all intervals, or with arrays of leading axis $M$: one per interval (interval $j$ ends at $t_j$).
         times: observation times ``(M,)``, non-decreasing, $\ge$ ``start_time``.
         obs_matrix: $L$ ``(m, d)``.
         obs_cov: $R$ ``(m, m)``, positive definite.
@@ -235,6 +236,9 @@ class DiscretelyObservedSDE:
             v.check_finite("initial_mean", initial_mean)
             v.check_covariance("initial_cov", initial_cov, definite=True)
             chol0 = jnp.linalg.cholesky(initial_cov)
+        if auxiliary.num_intervals not in (None, times.shape[0]):
+            raise ValueError(f"a per-interval auxiliary needs one entry per observation time: leading axis "
+                             f"{auxiliary.num_intervals} != {times.shape[0]}")
         gaps = jnp.diff(jnp.concatenate([start_time[None], times]))
         kernel = Diffusion(drift, diffusion, gaps, auxiliary, num_steps=num_steps, time_change=time_change,
                            params=params, solver=solver).validate()
@@ -330,13 +334,21 @@ class DiscretelyObservedSDE:
         last = jax.tree.map(lambda x: x[-1], leaves)
 
         def interval(end_msg, inp):
-            ell, start, leaf_prev = inp
-            out = backward_diffusion(self.kernel.replace(duration=ell), end_msg, start)
+            ell, start, leaf_prev, aux = inp
+            out = backward_diffusion(self._interval_kernel(ell, aux), end_msg, start)
             first = jax.tree.map(lambda x: x[0], out.messages)
             return gm.fuse(first, leaf_prev), out
 
-        root, outs = jax.lax.scan(interval, last, (self.kernel.duration, starts, prev), reverse=True)
+        xs = (self.kernel.duration, starts, prev, self._aux_xs())
+        root, outs = jax.lax.scan(interval, last, xs, reverse=True)
         return SDEMessages(outs.times, outs.messages, root, self._log_h_root(root))
+
+    def _aux_xs(self):
+        """The per-interval auxiliaries as scan inputs (``None`` when one auxiliary serves all intervals)."""
+        return self.kernel.auxiliary if self.kernel.auxiliary.num_intervals is not None else None
+
+    def _interval_kernel(self, ell, aux):
+        return self.kernel.replace(duration=ell, auxiliary=self.kernel.auxiliary if aux is None else aux)
 
     def _log_h_root(self, root):
         if self.x0 is not None:
@@ -368,12 +380,13 @@ class DiscretelyObservedSDE:
         inc = z[d0:].reshape(self.noise_shape)
 
         def interval(x, inp):
-            ell, times, msgs, zj = inp
-            out, lw = guided_diffusion(self.kernel.replace(duration=ell), DiffusionMessages(times, msgs), x, zj, store_path)
+            ell, times, msgs, zj, aux = inp
+            out, lw = guided_diffusion(self._interval_kernel(ell, aux), DiffusionMessages(times, msgs), x, zj, store_path)
             end = out[-1] if store_path else out
             return end, (out if store_path else None, lw)
 
-        _, (states, lws) = jax.lax.scan(interval, x, (self.kernel.duration, bf.times, bf.messages, inc))
+        xs = (self.kernel.duration, bf.times, bf.messages, inc, self._aux_xs())
+        _, (states, lws) = jax.lax.scan(interval, x, xs)
         return states, jnp.sum(lws)
 
     def guided_sample(self, rng_key, obs, sample_shape=(), *, noise=None) -> GuidedSDEPaths:

@@ -26,12 +26,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from .. import _linalg as la
 from ..backward.diffusion import DiffusionMessages, backward_diffusion
 from ..kernels.diffusion import Diffusion
 from ..messages import gaussian as gm
 from .rules import guide
 
 __all__ = ["guided_diffusion", "log_psi_rate"]
+
+UNROLL = 1  # Euler steps per loop iteration (larger values cut loop overhead but lengthen compilation)
 
 
 def log_psi_rate(kernel: Diffusion, t, x, message: gm.GaussianMessage):
@@ -50,11 +53,14 @@ def log_psi_rate(kernel: Diffusion, t, x, message: gm.GaussianMessage):
         0.0
     """
     s = kernel.sigma(t, x)
-    a = s @ s.T
-    a_diff = a - kernel.auxiliary.a(t)
-    r = message.F - message.H @ x
-    db = kernel.b(t, x) - kernel.auxiliary.drift(t, x)
-    return db @ r - 0.5 * jnp.sum(a_diff * message.H) + 0.5 * r @ (a_diff @ r)
+    return _rate(kernel, t, x, s, la.matmul(s, s.T), message.F - la.matvec(message.H, x), message.H)
+
+
+def _rate(kernel, t, x, s, a, r, H):
+    B, beta, sig_t = kernel.auxiliary.coefficients(t)
+    a_diff = a - la.matmul(sig_t, sig_t.T)
+    db = kernel.b(t, x) - la.matvec(B, x) - beta
+    return jnp.sum(db * r) - 0.5 * jnp.sum(a_diff * H) + 0.5 * jnp.sum(r * la.matvec(a_diff, r))
 
 
 def guided_diffusion(kernel: Diffusion, messages: DiffusionMessages, x0, noise, store_path: bool = True):
@@ -88,17 +94,16 @@ def guided_diffusion(kernel: Diffusion, messages: DiffusionMessages, x0, noise, 
     def step(carry, inp):
         x, lw = carry
         k, t, dt, F, H, z = inp
-        m = gm.GaussianMessage(jnp.zeros((), x.dtype), F, H)
         s = kernel.sigma(t, x)
-        a = s @ s.T
-        r = F - H @ x
-        x_new = x + (kernel.b(t, x) + a @ r) * dt + s @ z * jnp.sqrt(dt)
-        rate = log_psi_rate(kernel, t, x, m)
+        a = la.matmul(s, s.T)
+        r = F - la.matvec(H, x)
+        x_new = x + (kernel.b(t, x) + la.matvec(a, r)) * dt + la.matvec(s, z) * jnp.sqrt(dt)
+        rate = _rate(kernel, t, x, s, a, r, H)
         lw = lw + jnp.where(k < n - 1, rate * dt, 0.0)
         return (x_new, lw), (x_new if store_path else None)
 
     inputs = (jnp.arange(n), times[:-1], dts, msgs.F[:-1], msgs.H[:-1], jnp.asarray(noise, x0.dtype))
-    (x_end, lw), path = jax.lax.scan(step, (x0, jnp.zeros((), x0.dtype)), inputs)
+    (x_end, lw), path = jax.lax.scan(step, (x0, jnp.zeros((), x0.dtype)), inputs, unroll=UNROLL)
     if store_path:
         return jnp.concatenate([x0[None], path], 0), lw
     return x_end, lw

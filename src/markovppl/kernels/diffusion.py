@@ -52,6 +52,9 @@ class LinearSDE:
     Each coefficient is either a constant array or a callable of the absolute time ``t`` (scalar)
     returning that array. With constant coefficients the backward filter is exact (matrix exponentials,
     Van Loan); with any time-dependent coefficient it integrates the Riccati ODEs by RK4 on the grid.
+    In [`DiscretelyObservedSDE`][markovppl.families.sde.DiscretelyObservedSDE] constant arrays may also
+    carry a leading axis of length $M$, one auxiliary per interval between observations (e.g. the drift
+    linearised at each observation).
 
     Attributes:
         B: $\tilde B$ ``(d, d)`` (any real matrix, e.g. a linearisation of the true drift).
@@ -109,18 +112,38 @@ class LinearSDE:
         B, beta, _ = self.coefficients(t)
         return B @ x + beta
 
+    @property
+    def num_intervals(self) -> Optional[int]:
+        """Length of the leading interval axis of a per-interval auxiliary (``B`` of shape ``(M, d, d)``), else ``None``."""
+        if _is_fn(self.B) or np.ndim(self.B) != 3:
+            return None
+        return int(np.shape(self.B)[0])
+
+    def interval(self, j) -> "LinearSDE":
+        """The auxiliary of interval ``j`` (itself when it is shared by all intervals)."""
+        if self.num_intervals is None:
+            return self
+        return LinearSDE(self.B[j], self.beta[j], self.sigma[j])
+
     def validate(self, dim: Optional[int] = None) -> "LinearSDE":
-        """Check shapes ``(d, d)``, ``(d,)``, ``(d, w)`` (at ``t = 0`` for callables) and finiteness."""
+        """Check shapes ``(d, d)``, ``(d,)``, ``(d, w)`` (at ``t = 0`` for callables; constant arrays may carry one
+        leading interval axis ``M``, all three alike) and finiteness."""
         shapes = []
         for name, f in (("B", self.B), ("beta", self.beta), ("sigma", self.sigma)):
             shape = tuple(jax.eval_shape(f, 0.0).shape) if _is_fn(f) else tuple(np.shape(f))
             shapes.append(shape)
             if not _is_fn(f):
                 v.check_finite(f"auxiliary {name}", f)
+        lead = self.num_intervals
+        if lead is not None:
+            if any(_is_fn(f) for f in (self.beta, self.sigma)) or any(len(sh) == 0 or sh[0] != lead for sh in shapes):
+                raise ValueError(f"a per-interval auxiliary needs arrays B (M, d, d), beta (M, d), sigma (M, d, w) with "
+                                 f"the same M; got shapes {shapes}")
+            shapes = [sh[1:] for sh in shapes]
         (sb, sbeta, ssig) = shapes
         d = sb[-1] if sb else None
         if len(sb) != 2 or sb[0] != sb[1]:
-            raise ValueError(f"auxiliary B must be a square (d, d) matrix, got shape {sb}")
+            raise ValueError(f"auxiliary B must be a square (d, d) matrix (or (M, d, d) per interval), got shape {sb}")
         if sbeta != (d,):
             raise ValueError(f"auxiliary beta must have shape ({d},) to match B {sb}, got {sbeta}")
         if len(ssig) != 2 or ssig[0] != d:
