@@ -82,10 +82,16 @@ RATES = dict(infection=2.5, recovery=0.6, waning=0.3)
 TAU, XI = 0.25, 0.95
 NUM_STEPS = 12
 NOISY = np.array([[0.85, 0.15], [0.25, 0.75], [0.8, 0.2]])  # p(report "not infected" / "infected" | S, I, R)
+CONFUSED = np.array([[0.8, 0.15, 0.05], [0.1, 0.8, 0.1], [0.15, 0.05, 0.8]])  # misreported states
 
-HARD = dict(times=[0, 6, 12], states=[[0, 1, 0], [1, 1, 0], [2, 0, 1]], emission=None)
-PARTIAL = dict(times=[2, 5, 9, 12], states=[[1, -1, 0], [-1, 1, 1], [0, 0, -1], [1, -1, 1]], emission=NOISY)
+# every setting has 4 observation times and a 3-column emission, so compiled functions are shared across tests
+HARD = dict(times=[0, 4, 8, 12], states=[[0, 1, 0], [1, 1, 0], [1, 2, 1], [2, 0, 1]], emission=None)
+PARTIAL = dict(times=[2, 5, 9, 12], states=[[1, -1, 2], [-1, 1, 1], [0, 2, -1], [1, -1, 1]], emission=CONFUSED)
+TEST_RESULTS = dict(times=[2, 5, 9, 12], states=[[1, -1, 0], [-1, 1, 1], [0, 0, -1], [1, -1, 1]], emission=NOISY)
 
+
+NUM_PATHS = 8000  # importance-sampling paths (one size for all tests: the compiled sampler is reused)
+NUM_DRAWS = 6000  # guided draws for the chi-square and telescoping checks
 
 # compiled once per shape and reused across tests (parameters are array leaves)
 draws_of = jax.jit(jax.vmap(ips.guided_draw, (None, None, 0)))
@@ -113,22 +119,26 @@ def exact(graph, setting, rates=RATES):
 def test_guided_evidence_matches_27_state_forward_algorithm(setting):
     model, data = build(TRIANGLE, setting)
     log_z, _ = exact(TRIANGLE, setting)
-    est = ips.importance_evidence(jax.random.PRNGKey(3), model, data, 8000)
+    est = ips.importance_evidence(jax.random.PRNGKey(3), model, data, NUM_PATHS)
     z_hat, se = np.exp(float(est.log_evidence) - log_z), np.exp(float(est.log_standard_error) - log_z)
     assert abs(z_hat - 1.0) < 3 * se, (z_hat, se)
     # power: the relative standard error is small, and the weights do correct something (P~ != P) ...
     assert se < 0.03
     assert float(jnp.std(est.log_weights)) > 0.05
-    # ... so dropping the weights (the auxiliary evidence alone) is a broken estimator this test rejects
+    # ... so broken estimators fail the same 3-SE check: the weights dropped (the auxiliary evidence
+    # alone), or the weights inverted (a sign error in log w)
     log_root = float(filter_of(model, data).log_root)
-    assert abs(np.exp(log_root - log_z) - 1.0) > 6 * se
+    assert abs(np.exp(log_root - log_z) - 1.0) > 4 * se
+    flipped = ips.summarize_log_weights(2 * log_root - est.log_weights)
+    z_bad, se_bad = np.exp(float(flipped.log_evidence) - log_z), np.exp(float(flipped.log_standard_error) - log_z)
+    assert abs(z_bad - 1.0) > 6 * se_bad
 
 
 def test_unguided_evidence_is_consistent_but_less_efficient():
     model, data = build(TRIANGLE, PARTIAL)
     log_z, _ = exact(TRIANGLE, PARTIAL)
-    guided = ips.importance_evidence(jax.random.PRNGKey(5), model, data, 4000)
-    forward = ips.importance_evidence(jax.random.PRNGKey(5), model, data, 4000, guided=False)
+    guided = ips.importance_evidence(jax.random.PRNGKey(5), model, data, NUM_PATHS)
+    forward = ips.importance_evidence(jax.random.PRNGKey(5), model, data, NUM_PATHS, guided=False)
     z_hat, se = np.exp(float(forward.log_evidence) - log_z), np.exp(float(forward.log_standard_error) - log_z)
     assert abs(z_hat - 1.0) < 3 * se
     assert float(guided.ess) > 3 * float(forward.ess)
@@ -142,7 +152,7 @@ def test_guided_paths_respect_hard_observations_exactly():
         assert (paths[:, t] == np.asarray(y)).all()
     assert np.isfinite(np.asarray(out.log_weights)).all()
     # partial hard observations: only the observed entries are pinned, the missing ones vary
-    data = ips.observations([4, 12], [[1, -1, 0], [-1, 2, -1]], NUM_STEPS)
+    data = ips.observations([2, 4, 9, 12], [[-1, -1, -1], [1, -1, 0], [-1, -1, -1], [-1, 2, -1]], NUM_STEPS)
     paths = np.asarray(ips.guided_sample(jax.random.PRNGKey(1), model, data, 4000).paths)
     assert (paths[:, 4, 0] == 1).all() and (paths[:, 4, 2] == 0).all() and (paths[:, 12, 1] == 2).all()
     assert len(np.unique(paths[:, 4, 1])) > 1
@@ -152,7 +162,7 @@ def test_guided_paths_respect_hard_observations_exactly():
 def test_telescoped_weight_equals_per_step_weight(setting):
     model, data = build(TRIANGLE, setting)
     filt = filter_of(model, data)
-    z = jax.random.normal(jax.random.PRNGKey(7), (200,) + ips.noise_shape(model, data))
+    z = jax.random.normal(jax.random.PRNGKey(7), (NUM_DRAWS,) + ips.noise_shape(model, data))
     draws = draws_of(model, filt, z)
     tele = telescoped_of(model, filt, data, draws.path)
     per_step = draws.step_log_weights.sum(-1)
@@ -186,7 +196,7 @@ def test_exact_auxiliary_gives_zero_weights_and_exact_posterior_draws(graph, rat
     log_z, marginals = exact(graph, PARTIAL, rates)
     filt = filter_of(model, data)
     np.testing.assert_allclose(float(filt.log_root), log_z, atol=1e-10)
-    z = jax.random.normal(jax.random.PRNGKey(11), (6000,) + ips.noise_shape(model, data))
+    z = jax.random.normal(jax.random.PRNGKey(11), (NUM_DRAWS,) + ips.noise_shape(model, data))
     draws = draws_of(model, filt, z)
     assert float(jnp.max(jnp.abs(draws.step_log_weights))) < 1e-12
     pvals = chi_square_pvalues(np.asarray(draws.path), marginals)
@@ -216,6 +226,40 @@ def test_forward_simulator_matches_joint_chain():
     assert stats.chisquare(np.bincount(idx, minlength=27)[p0 > 0], p0[p0 > 0] * len(idx)).pvalue < 1e-8
 
 
+# ----------------------------------------------------------------------------- centred moves
+
+def test_path_log_prob_matches_joint_chain():
+    model, data = build(TRIANGLE, PARTIAL)
+    P = joint_transition(TRIANGLE, RATES["infection"], RATES["recovery"], RATES["waning"], TAU, XI)
+    pi = joint_initial(PI0)
+    paths = np.asarray(ips.simulate(jax.random.PRNGKey(4), model, NUM_STEPS, num_samples=20))
+    for x in paths:
+        idx = x @ np.array([9, 3, 1])
+        expected = np.log(pi[idx[0]]) + np.log(P[idx[:-1], idx[1:]]).sum()
+        np.testing.assert_allclose(float(ips.path_log_prob(model, x)), expected, atol=1e-12)
+
+
+def test_innovations_for_path_reproduce_the_path_and_are_standard_normal():
+    model, data = build(TRIANGLE, PARTIAL)
+    filt = filter_of(model, data)
+    z = jax.random.normal(jax.random.PRNGKey(8), (NUM_DRAWS,) + ips.noise_shape(model, data))
+    paths = draws_of(model, filt, z).path
+    keys = jax.random.split(jax.random.PRNGKey(9), NUM_DRAWS)
+    redraw = jax.jit(jax.vmap(ips.innovations_for_path, (0, None, None, 0)))
+    z_new = redraw(keys, model, filt, paths)
+    assert (np.asarray(draws_of(model, filt, z_new).path) == np.asarray(paths)).all()
+    # x ~ guided law and z | x ~ N(0, I) restricted to the preimage of x  =>  z ~ N(0, I) exactly
+    assert stats.kstest(np.asarray(z_new).ravel(), "norm").pvalue > 1e-3
+    assert float(jnp.max(jnp.abs(z_new - z))) > 0.5  # a fresh draw, not the old innovations
+    lo, hi = jax.vmap(ips.innovation_intervals, (None, None, 0))(model, filt, paths)
+    u = jax.scipy.special.ndtr(z_new)
+    assert bool(jnp.all((u > lo - 1e-12) & (u <= hi + 1e-12)))
+    # broken: the midpoint of each interval also reproduces every path, but is not the conditional law
+    z_mid = jax.scipy.special.ndtri(0.5 * (lo + hi))
+    assert (np.asarray(draws_of(model, filt, z_mid).path) == np.asarray(paths)).all()
+    assert stats.kstest(np.asarray(z_mid).ravel(), "norm").pvalue < 1e-8
+
+
 # ----------------------------------------------------------------------------- JAX transformations
 
 def test_jit_vmap_grad_over_parameters_and_noise():
@@ -226,12 +270,11 @@ def test_jit_vmap_grad_over_parameters_and_noise():
         return ips.log_weight(model._replace(infection=lam), data, noise)
 
     one = jax.jit(lw)  # one compile serves every (lambda, noise) below: parameters are array leaves
-    loop = np.array([float(one(jnp.asarray(2.5), zi)) for zi in z])
-    np.testing.assert_allclose(jax.jit(jax.vmap(lw, (None, 0)))(jnp.asarray(2.5), z), loop, atol=1e-12)
-    assert float(np.std(loop)) > 0  # different noise, different paths and weights
     lams = jnp.array([0.5, 1.0, 2.5, 4.0])
-    loop = np.array([float(one(lam, z[0])) for lam in lams])
-    np.testing.assert_allclose(jax.vmap(lw, (0, None))(lams, z[0]), loop, atol=1e-12)
+    loop = np.array([float(one(lam, zi)) for lam, zi in zip(lams, z)])
+    np.testing.assert_allclose(jax.jit(jax.vmap(lw))(lams, z), loop, atol=1e-12)  # vmap over parameters and noise
+    loop_z = np.array([float(one(jnp.asarray(2.5), zi)) for zi in z])
+    assert float(np.std(loop_z)) > 0  # different noise, different paths and weights
     # at fixed noise the path is locally constant in lambda: the gradient matches central differences
     g = float(jax.jit(jax.grad(lw))(jnp.asarray(2.5), z[0]))
     eps = 1e-6
@@ -241,18 +284,19 @@ def test_jit_vmap_grad_over_parameters_and_noise():
 
 @pytest.mark.smoke
 def test_float32_runs_and_agrees_with_float64():
-    model64, data64 = build(TRIANGLE, PARTIAL)
+    # also the one correctness check with a non-square emission (an infected / not-infected test, M = 2)
+    model64, data64 = build(TRIANGLE, TEST_RESULTS)
     model32 = ips.contact_process(TRIANGLE, *(jnp.float32(RATES[k]) for k in ("infection", "recovery", "waning")),
                                   initial_probs=jnp.asarray(PI0, jnp.float32), step=jnp.float32(TAU),
                                   xi=jnp.float32(XI))
-    data32 = ips.observations(PARTIAL["times"], PARTIAL["states"], NUM_STEPS, emission=PARTIAL["emission"],
+    data32 = ips.observations(TEST_RESULTS["times"], TEST_RESULTS["states"], NUM_STEPS, emission=NOISY,
                               dtype=jnp.float32)
-    f32 = ips.backward_filter(model32, data32)
+    f32 = filter_of(model32, data32)
     assert f32.messages.log_h.dtype == jnp.float32
-    np.testing.assert_allclose(float(f32.log_root), float(ips.backward_filter(model64, data64).log_root), rtol=1e-5)
+    np.testing.assert_allclose(float(f32.log_root), float(filter_of(model64, data64).log_root), rtol=1e-5)
     est = ips.importance_evidence(jax.random.PRNGKey(3), model32, data32, 2000)
     assert est.log_weights.dtype == jnp.float32 and np.isfinite(np.asarray(est.log_weights)).all()
-    log_z, _ = exact(TRIANGLE, PARTIAL)
+    log_z, _ = exact(TRIANGLE, TEST_RESULTS)
     assert abs(np.exp(float(est.log_evidence) - log_z) - 1.0) < 3 * np.exp(float(est.log_standard_error) - log_z)
 
 

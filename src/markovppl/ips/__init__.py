@@ -8,8 +8,8 @@ messages, and exact log-weights correct for the coupling. See ``docs/interacting
 from . import data, guided, model
 from .data import Observations, frozen_counts, observation_log_lik, observations
 from .guided import (EvidenceEstimate, GuidedDraw, GuidedSamples, IPSFilter, backward_filter, guided_draw,
-                     guided_sample, importance_evidence, log_weight, noise_shape, summarize_log_weights,
-                     telescoped_log_weight)
+                     guided_sample, importance_evidence, innovation_intervals, innovations_for_path, log_weight, noise_shape,
+                     path_log_prob, summarize_log_weights, telescoped_log_weight)
 from .model import (I, NUM_STATES, R, S, ContactGraph, ContactProcess, categorical_from_uniform, contact_graph,
                     contact_process, infected_neighbours, simulate, simulate_from_noise, transition_matrices)
 
@@ -17,6 +17,6 @@ __all__ = [
     "ContactGraph", "ContactProcess", "EvidenceEstimate", "GuidedDraw", "GuidedSamples", "I", "IPSFilter",
     "NUM_STATES", "Observations", "R", "S", "backward_filter", "categorical_from_uniform", "contact_graph",
     "contact_process", "data", "frozen_counts", "guided", "guided_draw", "guided_sample", "importance_evidence",
-    "infected_neighbours", "log_weight", "model", "noise_shape", "observation_log_lik", "observations",
-    "simulate", "simulate_from_noise", "summarize_log_weights", "telescoped_log_weight", "transition_matrices",
+    "infected_neighbours", "innovation_intervals", "innovations_for_path", "log_weight", "model", "noise_shape", "observation_log_lik", "observations",
+    "path_log_prob", "simulate", "simulate_from_noise", "summarize_log_weights", "telescoped_log_weight", "transition_matrices",
 ]

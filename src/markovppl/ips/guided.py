@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import ndtr
+from jax.scipy.special import ndtr, ndtri
 
 from ..backward.rules import pullback
 from ..kernels.finite import Categorical
@@ -44,7 +44,7 @@ from .data import Observations, frozen_counts
 __all__ = [
     "IPSFilter", "GuidedDraw", "GuidedSamples", "EvidenceEstimate", "backward_filter", "guided_draw",
     "log_weight", "telescoped_log_weight", "guided_sample", "importance_evidence", "summarize_log_weights",
-    "noise_shape",
+    "noise_shape", "path_log_prob", "innovations_for_path", "innovation_intervals",
 ]
 
 
@@ -262,6 +262,81 @@ def telescoped_log_weight(model: ContactProcess, filt: IPSFilter, data: Observat
     at_path = jnp.take_along_axis(log_h, path[..., None], -1)[..., 0]  # (T+1, n)
     log_g = jnp.take_along_axis(data.log_lik.astype(log_h.dtype), path[..., None], -1)[..., 0]
     return jnp.sum(pulled) - jnp.sum(at_path[1:]) + jnp.sum(log_g) - jnp.sum(at_path[0])
+
+
+def path_log_prob(model: ContactProcess, path) -> jax.Array:
+    r"""Complete-data log-probability $\log \pi_0(x_0) + \sum_t \log\kappa(x_t, x_{t+1})$ of a path ``(T+1, n)`` under the true model.
+
+    With the path held fixed, this is the $\theta$-dependent part of the centred target
+    $\pi(\theta)\, p_\theta(x)\, g(x)$ (the observation factors do not depend on the rates).
+
+    Examples:
+        >>> import jax.numpy as jnp, networkx as nx
+        >>> from markovppl.ips import contact_process
+        >>> m = contact_process(nx.path_graph(2), 2.5, 0.6, 0.1, initial_probs=[0.5, 0.5, 0.0], step=0.1, xi=1.0)
+        >>> float(path_log_prob(m, jnp.array([[0, 1], [1, 1]])))    # log(.5 * .5) + log(1 - e^{-.25}) + log(e^{-.06})
+        -2.9549...
+    """
+    path = jnp.asarray(path)
+    P = transition_matrices(model, infected_neighbours(model.graph, path[:-1]))  # (T, n, 3, 3)
+    step = jnp.take_along_axis(_rows(P, path[:-1]), path[1:, :, None], -1)[..., 0]
+    init = jnp.take_along_axis(model.initial_probs, path[0][:, None], -1)[:, 0]
+    return jnp.sum(jnp.log(init)) + jnp.sum(jnp.log(step))
+
+
+def innovation_intervals(model: ContactProcess, filt: IPSFilter, path):
+    r"""The intervals $(\mathrm{lo}, \mathrm{hi}]$ ``(T+1, n)`` each in which $u_{t,i} = \Phi(z_{t,i})$ must fall for the guided map to give ``path``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, networkx as nx
+        >>> from markovppl.ips import contact_process, observations
+        >>> m = contact_process(nx.path_graph(3), 2.5, 0.6, 0.1, initial_probs=[0.9, 0.1, 0.0])
+        >>> f = backward_filter(m, observations([0, 5], [[0, 1, 0], [1, 1, -1]], num_steps=5))
+        >>> lo, hi = innovation_intervals(m, f, guided_draw(m, f, jnp.zeros((6, 3))).path)
+        >>> lo[0].tolist(), hi[0].tolist()          # x_0 is observed: its whole unit interval
+        ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+    """
+    msgs = filt.messages
+    dtype = filt.aux_matrices.dtype
+    path = jnp.asarray(path)
+    w0 = model.initial_probs.astype(dtype) * jnp.exp(msgs.log_h[0])  # (n, 3)
+    P = transition_matrices(model, infected_neighbours(model.graph, path[:-1]))
+    w = jnp.concatenate([w0[None], _rows(P, path[:-1]) * jnp.exp(msgs.log_h[1:])], 0)  # (T+1, n, 3)
+    cum = jnp.cumsum(w, -1)
+    total = cum[..., -1]
+    hi = jnp.take_along_axis(cum, path[..., None], -1)[..., 0] / total
+    lo = jnp.where(path > 0, jnp.take_along_axis(cum, jnp.maximum(path - 1, 0)[..., None], -1)[..., 0] / total, 0.0)
+    return lo, hi
+
+
+def innovations_for_path(rng_key, model: ContactProcess, filt: IPSFilter, path) -> jax.Array:
+    r"""Draw innovations $z \sim N(0, I)$ conditioned on the guided map sending them to ``path``.
+
+    Entry $(t, i)$ of the guided map only depends on $u_{t,i} = \Phi(z_{t,i})$ falling in the
+    inverse-CDF interval of $x_{t,i}$ (its endpoints are known once the path is known), so the
+    conditional law is a product of normals truncated to those intervals. With the rates changed and
+    the path held fixed this turns a centred parameter move (target $\pi(\theta) p_\theta(x) g(x)$,
+    see [`path_log_prob`][markovppl.ips.guided.path_log_prob]) into a move of the $(\theta, z)$ chain:
+    draw $z$ from this law at the new rates. The path is reproduced up to the floating-point round
+    trip $\Phi(\Phi^{-1}(u))$; check it (float64 recommended).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, networkx as nx
+        >>> from markovppl.ips import contact_process, observations
+        >>> m = contact_process(nx.path_graph(3), 2.5, 0.6, 0.1, initial_probs=[0.9, 0.1, 0.0])
+        >>> f = backward_filter(m, observations([0, 5], [[0, 1, 0], [1, 1, -1]], num_steps=5))
+        >>> x = guided_draw(m, f, jax.random.normal(jax.random.PRNGKey(0), (6, 3))).path
+        >>> z = innovations_for_path(jax.random.PRNGKey(1), m, f, x)
+        >>> bool((guided_draw(m, f, z).path == x).all())
+        True
+    """
+    dtype = filt.aux_matrices.dtype
+    path = jnp.asarray(path)
+    lo, hi = innovation_intervals(model, filt, path)
+    eps = 8 * jnp.finfo(dtype).eps
+    v = jnp.clip(jax.random.uniform(rng_key, path.shape, dtype), eps, 1 - eps)
+    u = lo + (hi - lo) * v
+    return ndtri(jnp.clip(u, jnp.finfo(dtype).tiny, 1 - jnp.finfo(dtype).epsneg))
 
 
 def summarize_log_weights(log_weights) -> EvidenceEstimate:
