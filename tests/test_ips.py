@@ -232,11 +232,13 @@ def test_path_log_prob_matches_joint_chain():
     model, data = build(TRIANGLE, PARTIAL)
     P = joint_transition(TRIANGLE, RATES["infection"], RATES["recovery"], RATES["waning"], TAU, XI)
     pi = joint_initial(PI0)
-    paths = np.asarray(ips.simulate(jax.random.PRNGKey(4), model, NUM_STEPS, num_samples=20))
-    for x in paths:
+    z = jax.random.normal(jax.random.PRNGKey(4), (NUM_DRAWS,) + ips.noise_shape(model, data))
+    paths = draws_of(model, filter_of(model, data), z).path[:50]  # guided paths: any path of positive probability
+    got = jax.jit(jax.vmap(ips.path_log_prob, (None, 0)))(model, paths)
+    for x, value in zip(np.asarray(paths), np.asarray(got)):
         idx = x @ np.array([9, 3, 1])
         expected = np.log(pi[idx[0]]) + np.log(P[idx[:-1], idx[1:]]).sum()
-        np.testing.assert_allclose(float(ips.path_log_prob(model, x)), expected, atol=1e-12)
+        np.testing.assert_allclose(value, expected, atol=1e-12)
 
 
 def test_innovations_for_path_reproduce_the_path_and_are_standard_normal():
