@@ -154,7 +154,9 @@ def contact_process(graph, infection, recovery, waning, *, initial_probs, step=0
 
     Args:
         graph: a ``networkx`` graph or an already compiled [`ContactGraph`][markovppl.ips.model.ContactGraph].
-        infection, recovery, waning: the rates $\lambda, \mu, \nu$ (scalars).
+        infection: $\lambda \ge 0$, infection rate per infected neighbour (scalar).
+        recovery: $\mu \ge 0$, rate of I → R.
+        waning: $\nu \ge 0$, rate of R → S.
         initial_probs: ``(3,)`` (the same law for everyone) or ``(n, 3)``.
         step: $\tau$.
         xi: $\xi$.
