@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _linalg as la
+from .. import _validation as v
 from .gaussian import LinearGaussian
 from .time import TimeVarying
 
@@ -47,7 +48,8 @@ class NonlinearGaussian:
     Raises:
         TypeError: a function is not callable or ``auxiliary`` is not a ``LinearGaussian``.
         ValueError: ``mean_fn``/``cov_fn`` do not return shapes ``(d,)``/``(d, d)`` for the
-            auxiliary's state dimension $d$.
+            auxiliary's state dimension $d$; with concrete parameters, $Q(0)$ is not positive definite,
+            $\mu(0)$ is not finite, or the auxiliary is invalid.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -74,6 +76,11 @@ class NonlinearGaussian:
             raise ValueError(f"mean_fn must map a state of shape ({d},) to shape ({d},), got {m.shape}")
         if c.shape != (d, d):
             raise ValueError(f"cov_fn must map a state of shape ({d},) to shape ({d}, {d}), got {c.shape}")
+        auxiliary.validate(("auxiliary.A", "auxiliary.b", "auxiliary.Q"))
+        q0 = cov_fn(probe)
+        if v.is_concrete(q0):                 # parameters closed over are tracers inside a model: skip there
+            v.check_finite("mean_fn(0)", mean_fn(probe))
+            v.check_covariance("cov_fn(0)", q0, definite=True)
 
     def tree_flatten(self):
         return (self.auxiliary,), (self.mean_fn, self.cov_fn)
