@@ -11,5 +11,5 @@ from .tree import DiscreteTree, GaussianTree, TreePosterior
 __all__ = [
     "HMM", "HMMFilter", "HMMForecast", "HMMPosterior", "LGSSMFilter", "LGSSMForecast", "LGSSMPosterior",
     "LinearGaussianSSM", "MarkovJumpProcess", "MJPForecast", "stationary_distribution", "DiscreteTree", "GaussianTree", "TreePosterior",
-    "GuidedDAG", "DiscretelyObservedSDE",
+    "GuidedDAG", "DiffusionTree", "DiscretelyObservedSDE",
 ]
