@@ -114,9 +114,10 @@ class GuidedDAG:
     Args:
         dag: a compiled [`DAGGraph`][markovppl.graph.dag.DAGGraph]
             ([`dag_from_networkx`][markovppl.graph.dag.dag_from_networkx]).
-        root_mean, root_cov: Gaussian root law $N(\mu, \Sigma)$ (Gaussian states: edge kernels
-            linear-Gaussian, Brownian motion or Ornstein–Uhlenbeck; join kernels ``LinearGaussian``
-            ``(d, k d)`` on the concatenated parents; ``obs`` kernels ``LinearGaussian``); or
+        root_mean: mean $\mu$ of a Gaussian root law (Gaussian states: edge kernels linear-Gaussian,
+            Brownian motion or Ornstein–Uhlenbeck; join kernels ``LinearGaussian`` ``(d, k d)`` on the
+            concatenated parents; ``obs`` kernels ``LinearGaussian``), with
+        root_cov: its covariance $\Sigma$; or
         root_probs: $\pi$ ``(K,)`` (finite states: edge kernels ``Categorical`` or continuous-time chains,
             join kernels ``Categorical`` ``(K^k, K)`` on the row-major joint parent index, ``obs`` kernels
             ``Categorical`` emission matrices ``(K, M)``).

@@ -77,7 +77,8 @@ class DiffusionTree:
         kernel: the [`Diffusion`][markovppl.kernels.diffusion.Diffusion] of every edge (drift, diffusion,
             auxiliary, ``num_steps`` per edge); its ``duration`` is ``None`` (the tree's branch lengths) or
             ``(num_nodes - 1,)`` (edge $e$ enters node $e + 1$; learnable).
-        root_mean, root_cov: Gaussian law of the root value (``root_cov`` zero: a fixed root).
+        root_mean: mean of the Gaussian law of the root value.
+        root_cov: its covariance (zero: a fixed root).
         obs_cov: $R$ ``(m, m)``: $y_v = L x_v + N(0, R)$ at the observed nodes.
         obs_matrix: $L$ ``(m, d)`` (default identity).
         observed: observed nodes (names or indices; default: the leaves in preorder).
