@@ -492,13 +492,8 @@ def _ring_model(d, a=0.3, c=0.8, b=1.0):
     return rates_fn
 
 
-def test_guided_ctmc_with_a_product_auxiliary_on_an_interacting_system_matches_the_dense_oracle():
-    d, a, c, b, T = 6, 0.3, 0.8, 1.0, 1.0
-    rng = np.random.default_rng(3)
-    obs = rng.integers(0, 2, d)
-    log_g = np.log(np.where(np.arange(2)[None, :] == obs[:, None], 0.8, 0.2))  # (d, 2)
-    x0 = np.array([1, 0, 0, 1, 1, 0])
-    # dense oracle on the 2^d states
+def _ring_dense_generator(d, a, c, b):
+    """Dense oracle of the ring: all 2^d states, their index and the (2^d, 2^d) generator."""
     states = np.array(np.meshgrid(*[[0, 1]] * d, indexing="ij")).reshape(d, -1).T
     index = {tuple(s): i for i, s in enumerate(states)}
     Q = np.zeros((2**d, 2**d))
@@ -508,7 +503,16 @@ def test_guided_ctmc_with_a_product_auxiliary_on_an_interacting_system_matches_t
             t[site] = 1 - s[site]
             nb = s[(site - 1) % d] + s[(site + 1) % d]
             Q[i, index[tuple(t)]] = a + c * nb if s[site] == 0 else b
-    Q -= np.diag(Q.sum(1))
+    return states, index, Q - np.diag(Q.sum(1))
+
+
+def test_guided_ctmc_with_a_product_auxiliary_on_an_interacting_system_matches_the_dense_oracle():
+    d, a, c, b, T = 6, 0.3, 0.8, 1.0, 1.0
+    rng = np.random.default_rng(3)
+    obs = rng.integers(0, 2, d)
+    log_g = np.log(np.where(np.arange(2)[None, :] == obs[:, None], 0.8, 0.2))  # (d, 2)
+    x0 = np.array([1, 0, 0, 1, 1, 0])
+    states, index, Q = _ring_dense_generator(d, a, c, b)   # dense oracle on the 2^d states
     g = np.exp(log_g[np.arange(d), states].sum(1))
     exact = (scipy.linalg.expm(T * Q) @ g)[index[tuple(x0)]]
     # auxiliary: independent sites, each with one neighbour on (a mean-field guess)
@@ -545,16 +549,7 @@ def test_guided_ctmc_with_observations_at_several_times_matches_the_forward_algo
     obs = rng.integers(0, 2, (2, d))
     log_gp = np.log(np.where(np.arange(2)[None, None, :] == obs[:, :, None], 0.8, 0.2))   # (n, d, 2)
     x0 = np.array([1, 0, 0, 1, 0])
-    states = np.array(np.meshgrid(*[[0, 1]] * d, indexing="ij")).reshape(d, -1).T
-    index = {tuple(s): i for i, s in enumerate(states)}
-    Q = np.zeros((2**d, 2**d))
-    for i, s in enumerate(states):
-        for site in range(d):
-            t = s.copy()
-            t[site] = 1 - s[site]
-            nb = s[(site - 1) % d] + s[(site + 1) % d]
-            Q[i, index[tuple(t)]] = a + c * nb if s[site] == 0 else b
-    Q -= np.diag(Q.sum(1))
+    states, index, Q = _ring_dense_generator(d, a, c, b)
     tp = np.array([0.4, 1.0])
     alpha, prev = np.eye(2**d)[index[tuple(x0)]], 0.0
     for t, lg in zip(tp, log_gp):

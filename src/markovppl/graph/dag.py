@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from ..messages import categorical as cm
 from ..messages import gaussian as gm
-from .nx import GraphModel, from_networkx
+from .nx import GraphModel, check_dag, from_networkx
 from .topology import _fmt_names
 
 __all__ = ["DAGGraph", "Component", "JoinNode", "dag_from_networkx", "anchored_guide"]
@@ -137,13 +137,7 @@ def dag_from_networkx(graph) -> DAGGraph:
     """
     import networkx as nx
 
-    if not isinstance(graph, nx.DiGraph) or isinstance(graph, nx.MultiDiGraph):
-        raise ValueError(f"dag_from_networkx needs a networkx.DiGraph, got {type(graph).__name__}")
-    if graph.number_of_nodes() == 0:
-        raise ValueError("the graph has no nodes")
-    if not nx.is_directed_acyclic_graph(graph):
-        cycle = nx.find_cycle(graph)
-        raise ValueError(f"the graph has a cycle: {' -> '.join(str(u) for u, _ in cycle)} -> {cycle[0][0]}")
+    check_dag(graph, "dag_from_networkx")
     roots = [v for v in graph.nodes if graph.in_degree(v) == 0]
     if len(roots) != 1:
         raise ValueError(f"the graph must have exactly one root (node without parents), found {len(roots)}: {_fmt_names(roots)}")

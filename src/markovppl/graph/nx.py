@@ -47,6 +47,19 @@ class GraphModel(NamedTuple):
     obs: object
 
 
+def check_dag(graph, caller: str) -> None:
+    """A non-empty ``networkx.DiGraph`` without cycles, or a ``ValueError`` that names the cycle."""
+    import networkx as nx
+
+    if not isinstance(graph, nx.DiGraph) or isinstance(graph, nx.MultiDiGraph):
+        raise ValueError(f"{caller} needs a networkx.DiGraph, got {type(graph).__name__}")
+    if graph.number_of_nodes() == 0:
+        raise ValueError("the graph has no nodes")
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = nx.find_cycle(graph)
+        raise ValueError(f"the graph has a cycle: {' -> '.join(str(u) for u, _ in cycle)} -> {cycle[0][0]}")
+
+
 def from_networkx(graph) -> GraphModel:
     r"""Validate a directed graph and compile it to a [`GraphModel`][markovppl.graph.nx.GraphModel].
 
@@ -69,15 +82,7 @@ def from_networkx(graph) -> GraphModel:
         >>> model.tree.names, model.observed, model.edges.kernels[0].duration.tolist()
         (('root', 'a', 'b'), ('a', 'b'), [1.0, 2.0])
     """
-    import networkx as nx
-
-    if not isinstance(graph, nx.DiGraph) or isinstance(graph, nx.MultiDiGraph):
-        raise ValueError(f"from_networkx needs a networkx.DiGraph, got {type(graph).__name__}")
-    if graph.number_of_nodes() == 0:
-        raise ValueError("the graph has no nodes")
-    if not nx.is_directed_acyclic_graph(graph):
-        cycle = nx.find_cycle(graph)
-        raise ValueError(f"the graph has a cycle: {' -> '.join(str(u) for u, _ in cycle)} -> {cycle[0][0]}")
+    check_dag(graph, "from_networkx")
     multi = [(v, list(graph.predecessors(v))) for v in graph.nodes if graph.in_degree(v) > 1]
     if multi:
         v, ps = multi[0]
