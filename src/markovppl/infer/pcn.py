@@ -557,7 +557,7 @@ def pcn_random_walk(model: Callable, sites: Sequence[str], *, rho=0.9, segments=
         >>> import jax, numpyro, numpyro.distributions as dist
         >>> from numpyro.infer import MCMC
         >>> def model(y):
-        ...     p = numpyro.sample("p", dist.Beta(1.0, 1.0))
+        ...     p = numpyro.sample("p", dist.Uniform(0.0, 1.0))
         ...     u = numpyro.sample("u", dist.Uniform(0.0, 1.0))
         ...     numpyro.sample("y", dist.Bernoulli(0.05 + 0.9 * (u < p)), obs=y)
         >>> mcmc = MCMC(pcn_random_walk(model, ["u"]), num_warmup=20, num_samples=20, progress_bar=False)
