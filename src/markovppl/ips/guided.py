@@ -422,10 +422,9 @@ def importance_evidence(rng_key, model: ContactProcess, data: Observations, num_
         >>> from markovppl.ips import contact_process, observations
         >>> m = contact_process(nx.path_graph(3), 2.5, 0.6, 0.1, initial_probs=[0.9, 0.1, 0.0])
         >>> data = observations([4], [[1, 1, 0]], num_steps=4)
-        >>> g = importance_evidence(jax.random.PRNGKey(0), m, data, 500)
-        >>> f = importance_evidence(jax.random.PRNGKey(0), m, data, 500, guided=False)
-        >>> bool(g.ess > f.ess), bool(abs(jnp.exp(g.log_evidence) - jnp.exp(f.log_evidence)) < 0.05)
-        (True, True)
+        >>> est = importance_evidence(jax.random.PRNGKey(0), m, data, 256)
+        >>> est.log_weights.shape, bool(est.log_standard_error < est.log_evidence - 2)   # SE < 14% of the estimate
+        ((256,), True)
     """
     _check(model, data, counts)
     keys = jax.random.split(rng_key, num_samples)
