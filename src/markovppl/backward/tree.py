@@ -63,9 +63,9 @@ def edge_index(idx):
 
 def per_edge(rule, kernel, *args):
     """Apply a kernel rule to a chunk of edges. Rules of most kernels broadcast over a leading edge axis;
-    those of a [`Diffusion`][markovppl.kernels.diffusion.Diffusion] (a time grid per edge) take one edge
-    and are vmapped."""
-    if isinstance(kernel, Diffusion):
+    those of a [`Diffusion`][markovppl.kernels.diffusion.Diffusion] (a time grid per edge), or of any kernel
+    with a true ``one_edge_rules`` attribute, take one edge and are vmapped."""
+    if isinstance(kernel, Diffusion) or getattr(kernel, "one_edge_rules", False):
         return jax.vmap(rule)(kernel, *args)
     return rule(kernel, *args)
 

@@ -29,12 +29,12 @@ import numpy as np
 
 from .. import _linalg as la
 from .. import _validation as v
-from ..backward.diffusion import backward_diffusion
+from ..backward.diffusion import DiffusionMessages, backward_diffusion
 from ..backward.rules import leaf
 from ..backward.tree import tree_backward_filter
 from ..graph.topology import Tree
 from ..guided.diffusion import guided_diffusion
-from ..guided.rules import guide_initial
+from ..guided.rules import guide, guide_initial
 from ..guided.tree import tree_forward_guide
 from ..kernels.diffusion import Diffusion, time_grid
 from ..kernels.gaussian import LinearGaussian
@@ -45,6 +45,20 @@ from .dag import ImportanceEstimate, importance_estimate
 from .tree import _check_tree, _observed
 
 __all__ = ["DiffusionTree", "TreeDiffusionPaths"]
+
+
+class _GridEdge(NamedTuple):
+    """A diffusion edge with its auxiliary messages on the grid, computed once after the backward filter."""
+
+    kernel: Diffusion
+    grid: DiffusionMessages
+
+    one_edge_rules = True  # the tree sweeps vmap its guiding rule over a chunk of edges
+
+
+@guide.register
+def _(edge: _GridEdge, message, x, noise):
+    return guided_diffusion(edge.kernel, edge.grid, x, noise, store_path=False)
 
 
 class TreeDiffusionPaths(NamedTuple):
@@ -171,6 +185,12 @@ class DiffusionTree:
                                   jnp.zeros((n, d), value.dtype).at[idx].set(g.F),
                                   jnp.zeros((n, d, d), value.dtype).at[idx].set(g.H))
 
+    def _noise(self, rng_key, num_samples: int):
+        k_root, k_edge = jax.random.split(rng_key)
+        dtype = self.root_mean.dtype
+        return (jax.random.normal(k_root, (num_samples, self.dim), dtype),
+                jax.random.normal(k_edge, (num_samples,) + self.noise_shape, dtype))
+
     def _check_noise(self, root_noise, edge_noise):
         if jnp.shape(root_noise)[-1:] != (self.dim,) or jnp.shape(edge_noise)[-3:] != self.noise_shape:
             raise ValueError(f"noise must be root ({self.dim},) and edges {self.noise_shape}, got "
@@ -196,19 +216,20 @@ class DiffusionTree:
         ([`TreeMessages`][markovppl.backward.tree.TreeMessages])."""
         return tree_backward_filter(self.tree, self._edges(), self._node_messages(value), self._law())
 
-    def _forward(self, messages, root_noise, edge_noise, with_paths: bool):
+    def _grid_edges(self, messages) -> _GridEdge:
+        """Every edge's auxiliary messages on its grid, from the fused message of its child (one vmap)."""
+        edges = self._edges()
+        child = jax.tree.map(lambda a: a[1:], messages)
+        return _GridEdge(edges, jax.vmap(backward_diffusion)(edges, child))
+
+    def _forward(self, grid_edges: _GridEdge, messages, root_noise, edge_noise, with_paths: bool):
         root = jax.tree.map(lambda a: a[0], messages)
         x0, _ = guide_initial(self._law(), root, root_noise)
-        states, lw = tree_forward_guide(self.tree, self._edges(), messages, edge_noise, root_value=x0)
+        states, lw = tree_forward_guide(self.tree, grid_edges, messages, edge_noise, root_value=x0)
         if not with_paths:
             return states, jnp.sum(lw)
-        edges = self._edges()
-
-        def edge_path(kernel, h, x_parent, z):
-            return guided_diffusion(kernel, backward_diffusion(kernel, h), x_parent, z)[0]
-
-        child = jax.tree.map(lambda a: a[1:], messages)
-        paths = jax.vmap(edge_path)(edges, child, states[self.tree.parent[1:]], edge_noise[1:])
+        paths = jax.vmap(lambda k, g, x, z: guided_diffusion(k, g, x, z)[0])(
+            grid_edges.kernel, grid_edges.grid, states[self.tree.parent[1:]], edge_noise[1:])
         paths = jnp.concatenate([jnp.broadcast_to(x0, (1,) + paths.shape[1:]), paths], 0)
         return states, paths, jnp.sum(lw)
 
@@ -227,14 +248,13 @@ class DiffusionTree:
             ((4, 3, 1), (4, 3, 11, 1), (3, 11), (4,))
         """
         back = self.backward(value)
-        k_root, k_edge = jax.random.split(rng_key)
+        grid = self._grid_edges(back.messages)
+        zr, ze = self._noise(rng_key, num_samples)
         dtype = self.root_mean.dtype
-        zr = jax.random.normal(k_root, (num_samples, self.dim), dtype)
-        ze = jax.random.normal(k_edge, (num_samples,) + self.noise_shape, dtype)
         if with_paths:
-            states, paths, lw = jax.vmap(lambda a, b: self._forward(back.messages, a, b, True))(zr, ze)
+            states, paths, lw = jax.vmap(lambda a, b: self._forward(grid, back.messages, a, b, True))(zr, ze)
         else:
-            states, lw = jax.vmap(lambda a, b: self._forward(back.messages, a, b, False))(zr, ze)
+            states, lw = jax.vmap(lambda a, b: self._forward(grid, back.messages, a, b, False))(zr, ze)
             paths = jnp.zeros(states.shape[:2] + (0, self.dim), dtype)
         return TreeDiffusionPaths(states, paths, self._edge_times(), lw)
 
@@ -242,11 +262,9 @@ class DiffusionTree:
     def log_evidence(self, rng_key, value, num_samples: int = 1000) -> ImportanceEstimate:
         r"""Guided importance-sampling estimate of $\log p(y)$ with its Monte Carlo standard error and ESS."""
         back = self.backward(value)
-        k_root, k_edge = jax.random.split(rng_key)
-        dtype = self.root_mean.dtype
-        zr = jax.random.normal(k_root, (num_samples, self.dim), dtype)
-        ze = jax.random.normal(k_edge, (num_samples,) + self.noise_shape, dtype)
-        _, lw = jax.vmap(lambda a, b: self._forward(back.messages, a, b, False))(zr, ze)
+        grid = self._grid_edges(back.messages)
+        zr, ze = self._noise(rng_key, num_samples)
+        _, lw = jax.vmap(lambda a, b: self._forward(grid, back.messages, a, b, False))(zr, ze)
         return importance_estimate(back.log_evidence, lw)
 
     def guided_log_likelihood(self, value, root_noise, edge_noise):
@@ -268,7 +286,7 @@ class DiffusionTree:
         """
         self._check_noise(root_noise, edge_noise)
         back = self.backward(value)
-        return back.log_evidence + self._forward(back.messages, root_noise, edge_noise, False)[1]
+        return back.log_evidence + self._forward(self._grid_edges(back.messages), back.messages, root_noise, edge_noise, False)[1]
 
     @compiled("num_samples")
     def sample(self, rng_key, num_samples: int):
@@ -289,10 +307,10 @@ class DiffusionTree:
         n, d = self.tree.num_nodes, self.dim
         dtype = self.root_mean.dtype
         none = gm.GaussianMessage(jnp.zeros(n, dtype), jnp.zeros((n, d), dtype), jnp.zeros((n, d, d), dtype))
-        k_root, k_edge, k_obs = jax.random.split(rng_key, 3)
-        zr = jax.random.normal(k_root, (num_samples, d), dtype)
-        ze = jax.random.normal(k_edge, (num_samples,) + self.noise_shape, dtype)
-        states, paths, _ = jax.vmap(lambda a, b: self._forward(none, a, b, True))(zr, ze)
+        k_noise, k_obs = jax.random.split(rng_key)
+        zr, ze = self._noise(k_noise, num_samples)
+        grid = self._grid_edges(none)
+        states, paths, _ = jax.vmap(lambda a, b: self._forward(grid, none, a, b, True))(zr, ze)
         xs = states[:, np.asarray(self.observed)]
         eps = jax.random.normal(k_obs, xs.shape[:-1] + (self.obs_cov.shape[-1],), dtype)
         y = la.matvec(self.obs_matrix, xs) + la.matvec(la.psd_sqrt(self.obs_cov), eps)
