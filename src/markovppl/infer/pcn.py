@@ -62,6 +62,8 @@ from numpyro.infer.gibbs import Gibbs, conditioned, prototype_trace, with_condit
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import compute_log_probs
 
+from .._validation import is_concrete
+
 __all__ = ["PCN", "PCNState", "RandomWalk", "RandomWalkState", "pcn_nuts", "pcn_random_walk", "pcn_gibbs_fn",
            "pcn_inference_data", "PCN_FIELDS", "PCN_RW_FIELDS"]
 
@@ -88,7 +90,11 @@ def _base(fn):
 def _innovation_kind(name, fn) -> str:
     """``"normal"`` for a N(0, 1) prior, ``"uniform"`` for U(0, 1); anything else is an error."""
     base = _base(fn)
-    if isinstance(base, dist.Normal):
+    params = [getattr(base, a, None) for a in ("loc", "scale", "low", "high")]
+    if not all(p is None or is_concrete(p) for p in params):    # traced parameters: trust the type
+        if isinstance(base, (dist.Normal, dist.Uniform)):
+            return "normal" if isinstance(base, dist.Normal) else "uniform"
+    elif isinstance(base, dist.Normal):
         loc, scale = np.asarray(base.loc), np.asarray(base.scale)
         if np.all(loc == 0) and np.all(scale == 1):
             return "normal"
@@ -176,7 +182,7 @@ class PCN(MCMCKernel):
         rho: initial $\rho \in [0, 1)$ (scalar, or one per segment).
         segments: ``None`` (one segment per site), ``"joint"`` (all innovations move together) or a
             dict ``{site: axis}`` splitting that site into one segment per index along ``axis`` (other
-            sites stay one segment each). Segments are ordered by site, then index.
+            sites stay one segment each). Segments are numbered in the order of ``sites``, then by index.
         adapt: adapt each $\rho$ during warm-up (Robbins–Monro on $\operatorname{logit}\rho$, step
             ``adapt_rate / (t + 1)^0.6``); it is frozen after warm-up either way.
         target_accept: the acceptance rate targeted by the adaptation.
