@@ -96,6 +96,41 @@ def test_rk4_messages_match_exact_and_closed_form():
     np.testing.assert_allclose(pb.H, ex.messages.H[0], atol=1e-12)
 
 
+def test_information_messages_match_the_covariance_form_filter():
+    """bffg §5 item 8, second half: the covariance-form filter (MitosisStochasticDiffEq's
+    CovarianceFilterODE, nu = H^-1 F, P = H^-1, mass-convention constant with dc/dt = tr B), integrated
+    backward by SciPy's adaptive solver, converted to (c, F, H) agrees with the exact messages (1e-8)."""
+    from scipy.integrate import solve_ivp
+
+    aux = LinearSDE(jnp.asarray(B2), jnp.asarray(BETA2), jnp.asarray(SIG2))
+    L, R, y = np.eye(2), np.array([[0.3, 0.1], [0.1, 0.2]]), np.array([0.4, -0.7])   # full observation: H_T invertible
+    hT = leaf_message(L, R, y)
+    ell = 1.1
+    ex = backward_diffusion(Diffusion(lambda t, x: jnp.zeros(2), jnp.eye(2), jnp.array(ell), aux, num_steps=16), hT)
+    a_tilde = SIG2 @ SIG2.T
+    H_T, F_T = np.asarray(hT.H), np.asarray(hT.F)
+    P_T = np.linalg.inv(H_T)
+    nu_T = P_T @ F_T
+    c_mass_T = float(hT.c) + 0.5 * F_T @ P_T @ F_T - 0.5 * np.linalg.slogdet(H_T / (2 * np.pi))[1]
+
+    def rhs(t, u):                          # d/dt of (nu, P, c_mass)
+        nu, P = u[:2], u[2:6].reshape(2, 2)
+        return np.concatenate([B2 @ nu + BETA2, (B2 @ P + P @ B2.T - a_tilde).ravel(), [np.trace(B2)]])
+
+    ts = np.asarray(ex.times)
+    sol = solve_ivp(rhs, (ts[-1], ts[0]), np.concatenate([nu_T, P_T.ravel(), [c_mass_T]]), t_eval=ts[::-1],
+                    rtol=1e-12, atol=1e-13)
+    for k, t in enumerate(ts[::-1]):
+        nu, P, c_mass = sol.y[:2, k], sol.y[2:6, k].reshape(2, 2), sol.y[6, k]
+        H = np.linalg.inv(P)
+        F = H @ nu
+        c_exp = c_mass - 0.5 * F @ P @ F + 0.5 * np.linalg.slogdet(H / (2 * np.pi))[1]
+        i = len(ts) - 1 - k
+        np.testing.assert_allclose(np.asarray(ex.messages.H[i]), H, atol=1e-8, rtol=0)
+        np.testing.assert_allclose(np.asarray(ex.messages.F[i]), F, atol=1e-8, rtol=0)
+        assert abs(float(ex.messages.c[i]) - c_exp) < 1e-8
+
+
 def test_pullback_linear_equals_square_root_rule_and_aux_transitions():
     """The C = I + HQ pullback agrees with the square-root rule of the Gaussian messages (affine_substitute ∘ convolve),
     and the augmented Van Loan transitions agree with the Lyapunov oracle."""
