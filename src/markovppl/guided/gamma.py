@@ -439,10 +439,10 @@ def guided_gamma_bridges(rng_key, process: GammaProcess, x0, x_end, aux_rate, nu
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from markovppl.kernels.gamma import GammaProcess
-        >>> proc = GammaProcess(1.0, 0.5 + jnp.linspace(0.0, 1.0, 20), jnp.full(20, 0.25))
-        >>> out = guided_gamma_bridges(jax.random.PRNGKey(1), proc, 0.0, 4.0, 0.8, 50, method="tilted")
-        >>> out.path.shape, bool(out.overflow.any()), bool((out.path[:, -1] == 4.0).all())
-        ((50, 21), False, True)
+        >>> proc = GammaProcess(1.0, jnp.full(10, 0.5), jnp.full(10, 0.5))
+        >>> out = guided_gamma_bridges(jax.random.PRNGKey(1), proc, 0.0, 8.0, 0.4, 200, method="tilted")
+        >>> out.path.shape, bool(out.overflow.any()), bool((out.path[:, -1] == 8.0).all())
+        ((200, 11), False, True)
     """
     _check(process, x0, x_end, aux_rate, method)
     dtype = process.shapes().dtype
@@ -466,7 +466,7 @@ def gamma_bridge_evidence(rng_key, process: GammaProcess, x0, x_end, aux_rate, n
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> from markovppl.kernels.gamma import GammaProcess
-        >>> proc = GammaProcess(1.0, 0.5, jnp.full(10, 0.5))       # constant rate: exact answer Gamma(5, 0.5)
+        >>> proc = GammaProcess(1.0, jnp.full(10, 0.5), jnp.full(10, 0.5))     # constant rate: exact Gamma(5, 0.5)
         >>> est, _ = gamma_bridge_evidence(jax.random.PRNGKey(0), proc, 0.0, 8.0, 0.4, 200, method="tilted")
         >>> exact = float(jax.scipy.stats.gamma.pdf(8.0, 5.0, scale=2.0))
         >>> bool(abs(float(est.evidence) - exact) < 4 * float(est.standard_error))
