@@ -168,6 +168,7 @@ def test_tilted_beta_sampler_ks_and_untilted_variant_fails(p, q, t):
 # --------------------------------------------------------------------------- 1F1
 
 
+@pytest.mark.smoke
 def test_log_hyp1f1_matches_scipy_on_a_grid():
     a = np.array([1e-3, 0.1, 0.5, 1.0, 3.0, 20.0])
     rows = []
@@ -245,6 +246,13 @@ def test_auxiliary_log_weight_gradient_in_rates_matches_finite_differences():
         assert abs(float(g_rates[i] - fd)) < 1e-6
     fd_bt = (f(rates, 0.5 + h) - f(rates, 0.5 - h)) / (2 * h)
     assert abs(float(g_bt - fd_bt)) < 1e-6
+    # the (b) weight as a function of a fixed path (pCN / parameter moves): d/d beta through the 1F1 argument
+    path = guided_gamma_bridge(key, GammaProcess(1.0, rates, shapes), 0.0, 6.0, 0.5).path
+    wb = jax.jit(lambda r: gamma_bridge_log_weight(GammaProcess(1.0, r, shapes), path, 0.5, "tilted"))
+    gb = jax.jit(jax.grad(lambda r: gamma_bridge_log_weight(GammaProcess(1.0, r, shapes), path, 0.5, "tilted")))(rates)
+    for i in (0, 5):
+        e = jnp.zeros(n).at[i].set(h)
+        assert abs(float(gb[i] - (wb(rates + e) - wb(rates - e)) / (2 * h))) < 1e-6
 
 
 def test_float32_smoke():
