@@ -1,13 +1,13 @@
 """Guided diffusions: parameter inference ESS per second (pCN + NUTS vs bootstrap-PF PMMH) and guided vs
 unguided importance weights, on the same discretely observed SDE.
 
-Problem: geometric Brownian motion dX = mu X dt + sigma X dW, x0 = 1, mu = 0.3 known, observed with
-N(0, 0.05^2) noise at T irregular times (simulated, fixed seed); prior log sigma ~ N(log 0.4, 0.5^2). The
+Problem: geometric Brownian motion dX = mu X dt + sigma X dW, x0 = 1, mu = 0.1 known, observed with
+N(0, 0.1^2) noise at T irregular times (simulated, fixed seed); prior log sigma ~ N(log 0.4, 0.5^2). The
 exact posterior of sigma comes from a forward algorithm on a fine grid of log X (lognormal transitions).
 
 1. Parameter inference: (a) markovppl mode B, innovations as sites with pCN moves (one segment per
    observation interval, rho adapted during warm-up) and NUTS on log sigma, guided by a per-interval
-   linear auxiliary, 20 Euler steps per interval; (b) PMMH with a bootstrap particle filter using the
+   linear auxiliary, 25 Euler steps per interval; (b) PMMH with a bootstrap particle filter using the
    *exact* lognormal transition (the particle method's best case), N particles, adaptive random walk.
    Reported: posterior mean/sd of sigma, bulk ESS, wall time (second run, compiled) and ESS/s.
 2. Importance weights at the true sigma: guided paths (DiscretelyObservedSDE.log_evidence_is) vs
@@ -40,7 +40,7 @@ from markovppl.infer.pcn import PCN_FIELDS, pcn_nuts  # noqa: E402
 from markovppl.kernels.diffusion import LinearSDE  # noqa: E402
 from markovppl.particles import StateSpaceModel  # noqa: E402
 
-MU, SIGMA, X0, OBS_SD, STEPS = 0.3, 0.4, 1.0, 0.05, 20
+MU, SIGMA, X0, OBS_SD, STEPS = 0.1, 0.4, 1.0, 0.1, 25
 PRIOR = (np.log(0.4), 0.5)
 
 
