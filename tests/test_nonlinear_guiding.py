@@ -350,3 +350,15 @@ def test_pullback_uses_the_auxiliary():
     got, ref = pullback(kernel, h), pullback(aux, h)
     for a, b in zip(got, ref):
         np.testing.assert_array_equal(a, b)
+
+
+def test_parallel_backward_filter_runs_on_the_auxiliary():
+    from markovppl.backward import backward_filter_parallel
+
+    aux = LinearGaussian(jnp.asarray(B), jnp.asarray(BETA), jnp.asarray(Q))
+    kernel = NonlinearGaussian(lambda x: jnp.asarray(B) @ jnp.arctan(x) + jnp.asarray(BETA), lambda x: jnp.asarray(Q), aux)
+    law = GaussianLaw(jnp.asarray(M0), jnp.eye(2))
+    y = jnp.asarray(np.random.default_rng(0).normal(size=(12, 1)))
+    seq, par = backward_filter(law, kernel, _leaves(y)), backward_filter_parallel(law, kernel, _leaves(y))
+    assert abs(float(seq.log_evidence) - float(par.log_evidence)) < 1e-9
+    np.testing.assert_allclose(par.messages.H, seq.messages.H, atol=1e-9)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..kernels.nonlinear import NonlinearGaussian
 from ..messages import gaussian as gm
+from .parallel import _elements
 from .rules import pullback
 
 __all__: list[str] = []
@@ -20,3 +21,9 @@ __all__: list[str] = []
 @pullback.register
 def _(kernel: NonlinearGaussian, message: gm.GaussianMessage):
     return pullback(kernel.auxiliary, message)
+
+
+@_elements.register
+def _(transition: NonlinearGaussian, num_steps: int):
+    """The parallel-in-time filter runs on the auxiliary too."""
+    return _elements(transition.auxiliary, num_steps)
