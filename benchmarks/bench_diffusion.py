@@ -7,7 +7,7 @@ exact posterior of sigma comes from a forward algorithm on a fine grid of log X 
 
 1. Parameter inference: (a) markovppl mode B, innovations as sites with pCN moves (one segment per
    observation interval, rho adapted during warm-up) and NUTS on log sigma, guided by a per-interval
-   linear auxiliary, 25 Euler steps per interval; (b) PMMH with a bootstrap particle filter using the
+   linear auxiliary, 50 Euler steps per interval; (b) PMMH with a bootstrap particle filter using the
    *exact* lognormal transition (the particle method's best case), N particles, adaptive random walk.
    Reported: posterior mean/sd of sigma, bulk ESS, wall time (second run, compiled) and ESS/s.
 2. Importance weights at the true sigma: guided paths (DiscretelyObservedSDE.log_evidence_is) vs
@@ -40,7 +40,7 @@ from markovppl.infer.pcn import PCN_FIELDS, pcn_nuts  # noqa: E402
 from markovppl.kernels.diffusion import LinearSDE  # noqa: E402
 from markovppl.particles import StateSpaceModel  # noqa: E402
 
-MU, SIGMA, X0, OBS_SD, STEPS = 0.1, 0.4, 1.0, 0.1, 25
+MU, SIGMA, X0, OBS_SD, STEPS = 0.1, 0.4, 1.0, 0.1, 50
 PRIOR = (np.log(0.4), 0.5)
 
 
