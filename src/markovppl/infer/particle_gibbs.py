@@ -35,7 +35,6 @@ plus ``particle_ess`` (``chain, draw, time``), ``renewal_rate`` and ``csmc_log_e
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -43,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 from numpyro.infer import NUTS
-from numpyro.infer.mcmc import MCMCKernel
+from ._block import GibbsBlock
 
 from ..particles.csmc import ParticleGibbsState, particle_gibbs_step
 from ..particles.resampling import multinomial
@@ -115,7 +114,7 @@ def _bootstrap(ssm, obs):
     return ssm.bootstrap(obs)
 
 
-class ParticleGibbs(MCMCKernel):
+class ParticleGibbs(GibbsBlock):
     r"""Conditional SMC on a NumPyro model's latent path site, as a NumPyro ``MCMCKernel``.
 
     Use it alone in ``numpyro.infer.MCMC`` when the path is the model's only latent site (fixed
@@ -166,10 +165,6 @@ class ParticleGibbs(MCMCKernel):
         self.fk_fn = fk_fn or _bootstrap
 
     @property
-    def model(self):
-        return self._model
-
-    @property
     def default_fields(self):
         return ("z",)
 
@@ -206,15 +201,6 @@ class ParticleGibbs(MCMCKernel):
     def refresh(self, state, model_args, model_kwargs):
         """Identity: nothing depending on the other sites is cached."""
         return state
-
-    def wrap_model(self, wrapper):
-        kernel = copy.copy(self)
-        kernel._model = wrapper(self._model)
-        return kernel
-
-    def get_constrain_fn(self, model_args, model_kwargs):
-        """Identity: the path is stored in its own (constrained) space."""
-        return lambda z: z
 
     def get_diagnostics_str(self, state):
         return f"renewal {float(state.fraction_changed):.2f}"

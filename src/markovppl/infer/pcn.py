@@ -47,7 +47,6 @@ is the same pCN move as a ``gibbs_fn`` for ``numpyro.infer.HMCGibbs`` (fixed $\r
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -59,7 +58,7 @@ from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer import NUTS
 from numpyro.infer.gibbs import Gibbs, conditioned, prototype_trace, with_conditioning
-from numpyro.infer.mcmc import MCMCKernel
+from ._block import GibbsBlock
 from numpyro.infer.util import compute_log_probs
 
 from .._validation import is_concrete
@@ -167,7 +166,7 @@ class PCNState(NamedTuple):
     rng_key: jax.Array
 
 
-class PCN(MCMCKernel):
+class PCN(GibbsBlock):
     r"""Preconditioned Crank–Nicolson moves on a NumPyro model's innovation sites, as an ``MCMCKernel``.
 
     Use it alone in ``numpyro.infer.MCMC`` when the innovations are the model's only latent sites
@@ -230,10 +229,6 @@ class PCN(MCMCKernel):
         self._masks = None
         self._torus = None
         self._num_warmup = 0
-
-    @property
-    def model(self):
-        return self._model
 
     @property
     def default_fields(self):
@@ -328,15 +323,6 @@ class PCN(MCMCKernel):
         ll = _rest_log_density(self._model, self.sites, model_args, model_kwargs or {}, state.z)
         return state._replace(log_lik=jnp.asarray(ll, state.log_lik.dtype))
 
-    def wrap_model(self, wrapper):
-        kernel = copy.copy(self)
-        kernel._model = wrapper(self._model)
-        return kernel
-
-    def get_constrain_fn(self, model_args, model_kwargs):
-        """Identity: innovations are stored as they are."""
-        return lambda z: z
-
     def postprocess_fn(self, model_args, model_kwargs):
         """Innovations plus the model's ``deterministic`` sites (e.g. the guided path), alone in ``MCMC``."""
         return _deterministic_postprocess(self._model, model_args, model_kwargs)
@@ -369,7 +355,7 @@ class RandomWalkState(NamedTuple):
     rng_key: jax.Array
 
 
-class RandomWalk(MCMCKernel):
+class RandomWalk(GibbsBlock):
     r"""Gaussian random-walk Metropolis on the unconstrained values of a block of sites.
 
     $u^\circ = u + s\,W$, $W \sim N(0, I)$, on $u = T^{-1}(\theta)$ with $T$ the bijection onto each
@@ -414,10 +400,6 @@ class RandomWalk(MCMCKernel):
         self._transforms = None
         self._unravel = None
         self._num_warmup = 0
-
-    @property
-    def model(self):
-        return self._model
 
     @property
     def default_fields(self):
@@ -486,15 +468,6 @@ class RandomWalk(MCMCKernel):
         """Recompute the cached log density after other blocks moved."""
         ld = self._log_target(self._unconstrain(state.z), model_args, model_kwargs or {})
         return state._replace(log_density=jnp.asarray(ld, state.log_density.dtype))
-
-    def wrap_model(self, wrapper):
-        kernel = copy.copy(self)
-        kernel._model = wrapper(self._model)
-        return kernel
-
-    def get_constrain_fn(self, model_args, model_kwargs):
-        """Identity: values are stored constrained."""
-        return lambda z: z
 
     def postprocess_fn(self, model_args, model_kwargs):
         return _deterministic_postprocess(self._model, model_args, model_kwargs)
