@@ -13,12 +13,12 @@ import pytest
 import scipy.linalg
 import scipy.stats
 
-from markovppl.backward.diffusion import aux_transitions, backward_diffusion, pullback_linear
+from markovppl.backward.diffusion import aux_transitions, backward_diffusion, grid_transitions, pullback_linear
 from markovppl.backward.rules import pullback
 from markovppl.families.sde import DiscretelyObservedSDE
 from markovppl.guided.diffusion import guided_diffusion
 from markovppl.guided.rules import guide
-from markovppl.kernels.diffusion import Diffusion, LinearSDE
+from markovppl.kernels.diffusion import Diffusion, LinearSDE, time_grid
 from markovppl.messages import gaussian as gm
 
 
@@ -150,6 +150,24 @@ def test_pullback_linear_equals_square_root_rule_and_aux_transitions():
         np.testing.assert_allclose(Ag[i], phi, atol=1e-12)
         np.testing.assert_allclose(bg[i], bb, atol=1e-12)
         np.testing.assert_allclose(Qg[i], q, atol=1e-12)
+
+
+@pytest.mark.parametrize("time_change", [True, False])
+def test_grid_transitions_compose_to_the_per_cell_exponentials(time_change):
+    """One exponential per interval composed over the grid equals one Van Loan exponential per cell (and the
+    Lyapunov oracle), including the long first cell; zero duration gives identity transitions."""
+    aux = LinearSDE(jnp.asarray(B2), jnp.asarray(BETA2), jnp.asarray(SIG2))
+    ell, n = 3.0, 40
+    A, b, Q = grid_transitions(aux, jnp.array(ell), n, time_change)
+    cells = np.diff(np.asarray(time_grid(jnp.array(ell), n, time_change)))
+    Ac, bc, Qc = aux_transitions(aux, jnp.asarray(cells))
+    for got, want in ((A, Ac), (b, bc), (Q, Qc)):
+        np.testing.assert_allclose(got, want, atol=1e-12, rtol=1e-11)
+    phi, bb, q = ou_transition_np(B2, BETA2, SIG2 @ SIG2.T, cells[0])
+    np.testing.assert_allclose(Q[0], q, atol=1e-12)
+    A0, b0, Q0 = grid_transitions(aux, jnp.array(0.0), 3, time_change)
+    np.testing.assert_allclose(A0, np.broadcast_to(np.eye(2), (3, 2, 2)), atol=1e-15)
+    assert float(jnp.abs(b0).max()) == 0.0 and float(jnp.abs(Q0).max()) == 0.0
 
 
 # ----------------------------------------------------------------------------- sign test (bffg §3 item 6)

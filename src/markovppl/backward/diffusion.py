@@ -16,7 +16,10 @@ messages on the grid $t_0 < \dots < t_N$ of the kernel (the grid the guided Eule
   linear-Gaussian kernel $N(\Phi x + b, Q)$ with $\Phi = e^{\tilde B\delta}$,
   $b = \int_0^\delta e^{\tilde Bu}\tilde\beta\,du$, $Q = \int_0^\delta e^{\tilde Bu}\tilde a e^{\tilde B^\top u}du$,
   computed together by the Van Loan exponential of the state augmented with a constant $1$ (so
-  singular $\tilde B$ is fine), and the message is pulled back by the rule
+  singular $\tilde B$ is fine). The cells of a grid are odd multiples of $\varepsilon = \ell / N^2$
+  (lengths $(2N - 2k - 1)\varepsilon$ with the time change, all $\ell / N$ without), so one exponential
+  per interval suffices: the other cells follow by composing exact transitions (the semigroup property,
+  [`grid_transitions`][markovppl.backward.diffusion.grid_transitions]). The message is pulled back by the rule
   $C = I + HQ$, $H' = \Phi^\top C^{-1}H\Phi$, $F' = \Phi^\top C^{-1}(F - Hb)$,
   $c' = c - \tfrac12\log\det C + \tfrac12 F^\top QC^{-1}F + b^\top C^{-1}F - \tfrac12 b^\top C^{-1}Hb$,
   which never inverts $H$ or $Q$ (partial observations, $H = 0$ and degenerate noise are all fine).
@@ -40,7 +43,8 @@ from ..kernels.diffusion import Diffusion, LinearSDE, time_grid
 from ..messages import gaussian as gm
 from .rules import pullback
 
-__all__ = ["DiffusionMessages", "backward_diffusion", "aux_transitions", "pullback_linear", "riccati_rhs"]
+__all__ = ["DiffusionMessages", "backward_diffusion", "aux_transitions", "grid_transitions", "pullback_linear",
+           "riccati_rhs"]
 
 
 class DiffusionMessages(NamedTuple):
@@ -85,6 +89,48 @@ def aux_transitions(auxiliary: LinearSDE, steps):
     big_a = jnp.zeros((d + 1, d + 1), dtype).at[:d, :d].set(a)
     phi, q = ou_transition(-big_b, big_a, jnp.asarray(steps, dtype))
     return phi[..., :d, :d], phi[..., :d, d], la.symmetrize(q[..., :d, :d])
+
+
+def _compose(first, then):
+    r"""Transition of ``first`` followed by ``then``: $(A_2A_1,\ A_2b_1 + b_2,\ A_2Q_1A_2^\top + Q_2)$."""
+    (A1, b1, Q1), (A2, b2, Q2) = first, then
+    return A2 @ A1, A2 @ b1 + b2, la.symmetrize(A2 @ Q1 @ A2.T + Q2)
+
+
+def grid_transitions(auxiliary: LinearSDE, duration, num_steps: int, time_change: bool = True):
+    r"""Exact transitions $(\Phi_k, b_k, Q_k)$ of a constant auxiliary over the ``num_steps`` cells of
+    [`time_grid`][markovppl.kernels.diffusion.time_grid]``(duration, num_steps, time_change)``, scalar ``duration``.
+
+    With the time change, cell $k$ has length $(2N - 2k - 1)\varepsilon$, $\varepsilon = \ell / N^2$, so
+    the transitions are $T_\varepsilon \circ T_{2\varepsilon}^{\circ m}$, $m = N - 1 - k$: one matrix
+    exponential and $N$ compositions of Gaussian transitions (exact, commuting for a constant auxiliary).
+    Without it every cell is $T_{\ell / N}$. Same values as ``aux_transitions`` on the cell lengths (to
+    round-off), at a fraction of the cost.
+
+    Returns ``A`` ``(N, d, d)``, ``b`` ``(N, d)``, ``Q`` ``(N, d, d)``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from markovppl.kernels.diffusion import time_grid
+        >>> aux = LinearSDE(jnp.array([[-1.0, 0.5], [0.0, -0.3]]), jnp.array([0.1, 0.2]), jnp.eye(2))
+        >>> A, b, Q = grid_transitions(aux, jnp.array(2.0), 5)
+        >>> cells = jnp.diff(time_grid(jnp.array(2.0), 5))
+        >>> bool(jnp.allclose(Q, aux_transitions(aux, cells)[2], atol=1e-6)), A.shape
+        (True, (5, 2, 2))
+    """
+    ell = jnp.asarray(duration)
+    n = num_steps
+    if not time_change:
+        one = aux_transitions(auxiliary, ell / n)
+        return tuple(jnp.broadcast_to(x, (n,) + x.shape) for x in one)
+    eps = aux_transitions(auxiliary, ell / (n * n))
+    two_eps = _compose(eps, eps)
+
+    def step(t, _):
+        return _compose(t, two_eps), t
+
+    _, (A, b, Q) = jax.lax.scan(step, eps, None, length=n)
+    return A[::-1], b[::-1], Q[::-1]
 
 
 def pullback_linear(A, b, Q, message: gm.GaussianMessage) -> gm.GaussianMessage:
@@ -171,7 +217,7 @@ def backward_diffusion(kernel: Diffusion, message: gm.GaussianMessage, start_tim
     times = jnp.asarray(start_time, dtype) + offsets
     aux = kernel.auxiliary
     if kernel.exact_messages:
-        A, b, Q = aux_transitions(aux, offsets[1:] - offsets[:-1])
+        A, b, Q = grid_transitions(aux, ell.astype(dtype), kernel.num_steps, kernel.time_change)
 
         def step(m, k):
             new = pullback_linear(k[0], k[1], k[2], m)
