@@ -171,13 +171,18 @@ class DiffusionTree:
     def _law(self) -> GaussianLaw:
         return GaussianLaw(self.root_mean, la.psd_sqrt(self.root_cov))
 
-    def _node_messages(self, value):
+    def _check_value(self, value):
         value = jnp.asarray(value, self.root_mean.dtype)
         k, m = len(self.observed), self.obs_cov.shape[-1]
         if value.shape != (k, m):
             raise ValueError(f"value must have shape ({k}, {m}) (observed nodes, obs dim), got {value.shape}")
         if v.is_concrete(value) and np.any(np.isinf(np.asarray(value))):
             raise ValueError("value contains infinite entries (use NaN for missing coordinates)")
+        return value
+
+    def _node_messages(self, value):
+        value = self._check_value(value)
+        m = self.obs_cov.shape[-1]
         g = leaf(LinearGaussian(self.obs_matrix, jnp.zeros(m, value.dtype), self.obs_cov), value, jnp.isnan(value))
         n, d = self.tree.num_nodes, self.dim
         idx = np.asarray(self.observed)
@@ -214,6 +219,10 @@ class DiffusionTree:
     def backward(self, value):
         r"""Backward filter through the auxiliary: fused node messages and $\log\tilde Z$
         ([`TreeMessages`][markovppl.backward.tree.TreeMessages])."""
+        return self._backward(self._check_value(value))
+
+    @compiled()
+    def _backward(self, value):
         return tree_backward_filter(self.tree, self._edges(), self._node_messages(value), self._law())
 
     def _grid_edges(self, messages) -> _GridEdge:
@@ -281,7 +290,7 @@ class DiffusionTree:
             >>> m = DiffusionTree(from_newick("(A:1,B:1);"), k, jnp.zeros(1), jnp.eye(1), 0.1 * jnp.eye(1))
             >>> y, zr, ze = jnp.array([[1.0], [2.0]]), jnp.zeros(1), jnp.zeros(m.noise_shape)
             >>> ll = lambda p: DiffusionTree(m.tree, k.replace(params=p), jnp.zeros(1), jnp.eye(1), 0.1 * jnp.eye(1)).guided_log_likelihood(y, zr, ze)
-            >>> bool(jnp.isfinite(jax.grad(ll)(1.3)))
+            >>> bool(jnp.isfinite(jax.jit(jax.grad(ll))(1.3)))
             True
         """
         self._check_noise(root_noise, edge_noise)
