@@ -98,7 +98,6 @@ def _gaussian_model(a_mix, anchors):
 MIX = (np.array([[0.6, 0.1], [0.0, 0.5]]), np.array([[0.3, 0.0], [0.2, 0.4]]))
 
 
-@pytest.mark.smoke
 def test_gaussian_dag_importance_sampling_is_unbiased():
     model, value, (log_ev, _, _) = _gaussian_model(MIX, np.zeros((2, D)))
     est = jax.jit(lambda m, y: m.log_evidence(jax.random.PRNGKey(1), y, 20000))(model, value)

@@ -181,7 +181,6 @@ def broken_bridge(key, q, ell, a, b, max_jumps):
     return jb.JumpPath(jnp.full(n, a), times, states, num, jnp.zeros(n, bool), jnp.zeros(n), jnp.full(n, ell))
 
 
-@pytest.mark.smoke
 def test_bridge_reproduces_van_loan_jump_counts_and_occupation_times_and_a_broken_bridge_fails():
     n = 4000
     cases = [(Q3, 1.5, 0, 2), (Q3, 0.4, 1, 1), (np.array([[-3.0, 3.0], [0.5, -0.5]]), 2.0, 1, 0)]
