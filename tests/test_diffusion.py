@@ -168,6 +168,10 @@ def test_grid_transitions_compose_to_the_per_cell_exponentials(time_change):
     A0, b0, Q0 = grid_transitions(aux, jnp.array(0.0), 3, time_change)
     np.testing.assert_allclose(A0, np.broadcast_to(np.eye(2), (3, 2, 2)), atol=1e-15)
     assert float(jnp.abs(b0).max()) == 0.0 and float(jnp.abs(Q0).max()) == 0.0
+    with pytest.raises(ValueError, match="scalar duration"):
+        grid_transitions(aux, jnp.ones(2), 3, time_change)
+    with pytest.raises(ValueError, match="positive integer"):
+        grid_transitions(aux, jnp.array(1.0), 0, time_change)
 
 
 # ----------------------------------------------------------------------------- sign test (bffg §3 item 6)

@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import _linalg as la
 from ..kernels.continuous import ou_transition
@@ -119,7 +120,11 @@ def grid_transitions(auxiliary: LinearSDE, duration, num_steps: int, time_change
         (True, (5, 2, 2))
     """
     ell = jnp.asarray(duration)
-    n = num_steps
+    if ell.ndim != 0:
+        raise ValueError(f"grid_transitions needs a scalar duration, got shape {ell.shape} (vmap over intervals)")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    n = int(num_steps)
     if not time_change:
         one = aux_transitions(auxiliary, ell / n)
         return tuple(jnp.broadcast_to(x, (n,) + x.shape) for x in one)
