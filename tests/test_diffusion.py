@@ -536,17 +536,11 @@ def test_per_interval_auxiliary():
 
 @pytest.mark.slow
 def test_fitzhugh_nagumo_example_runs(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from scripts import run_script
 
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, MARKOVPPL_EXAMPLE_QUICK="1", MARKOVPPL_EXAMPLE_OUT=str(tmp_path))
-    done = subprocess.run([sys.executable, str(root / "examples" / "fitzhugh_nagumo.py")], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("(a)")]
+    stdout = run_script("examples/fitzhugh_nagumo.py",
+                        env={"MARKOVPPL_EXAMPLE_QUICK": "1", "MARKOVPPL_EXAMPLE_OUT": str(tmp_path)})
+    rows = [line for line in stdout.splitlines() if line.startswith("(a)")]
     assert len(rows) == 2 and all(np.isfinite(float(r.split()[-3])) for r in rows)
     assert (tmp_path / "fhn_guided_paths.png").stat().st_size > 1000
 

@@ -1,20 +1,11 @@
 """The example scripts run end to end (short schedule) and write what they promise."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-
-ROOT = Path(__file__).resolve().parents[1]
+from scripts import run_script
 
 
 def run_example(name, tmp_path):
-    env = dict(os.environ, MARKOVPPL_EXAMPLE_QUICK="1", MARKOVPPL_EXAMPLE_OUT=str(tmp_path))
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / name)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return run_script(f"examples/{name}", env={"MARKOVPPL_EXAMPLE_QUICK": "1", "MARKOVPPL_EXAMPLE_OUT": str(tmp_path)},
+                      timeout=600)
 
 
 def test_quickstart(tmp_path):

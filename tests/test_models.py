@@ -8,6 +8,7 @@ import pytest
 import markovppl.fit
 from markovppl import cli, datasets, diagnostics
 from markovppl.modelfile import bundled_models, load_model_file
+from scripts import run_script
 
 SHORT = ["--num-warmup", "60", "--num-samples", "40", "--chains", "2", "--no-progress"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -189,24 +190,9 @@ def test_branching_diffusion_model_fits_through_cli(tmp_path, capsys):
         assert f.read(8) == PNG_SIGNATURE
 
 
-def _run_script(name, args, tmp_path):
-    """Run ``models/<name>.py`` as a script in a subprocess; return its stdout."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, MPLBACKEND="Agg")
-    done = subprocess.run([sys.executable, str(root / "models" / f"{name}.py"), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
-
-
 @pytest.mark.slow
 def test_sir_contact_script_runs(tmp_path):
-    out = _run_script("sir_contact", ["--iterations", "20", "--ess-samples", "0", "--out", str(tmp_path)], tmp_path)
+    out = run_script("models/sir_contact.py", "--iterations", 20, "--ess-samples", 0, "--out", tmp_path, cwd=tmp_path)
     means = [float(line.split("posterior mean")[1].split()[0]) for line in out.splitlines() if "posterior mean" in line]
     assert len(means) == 3 and all(np.isfinite(means) & (np.array(means) > 0)), out
     for png in ("sir_paths.png", "sir_trace.png"):
@@ -216,7 +202,7 @@ def test_sir_contact_script_runs(tmp_path):
 
 @pytest.mark.slow
 def test_gamma_bridge_script_runs(tmp_path):
-    out = _run_script("gamma_bridge", ["--num-paths", "20", "--plot", str(tmp_path / "paths.png")], tmp_path)
+    out = run_script("models/gamma_bridge.py", "--num-paths", 20, "--plot", tmp_path / "paths.png", cwd=tmp_path)
     rows = [line for line in out.splitlines() if "log p =" in line]
     assert len(rows) == 2 and all(np.isfinite(float(r.split("log p =")[1].split()[0])) for r in rows), out
     with open(tmp_path / "paths.png", "rb") as f:
