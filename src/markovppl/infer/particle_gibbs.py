@@ -42,11 +42,11 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 from numpyro.infer import NUTS
-from ._block import GibbsBlock
 
 from ..particles.csmc import ParticleGibbsState, particle_gibbs_step
 from ..particles.resampling import multinomial
 from ..particles.state_space import MarkovPathPrior, ObservationLaw
+from ._block import GibbsBlock
 
 __all__ = ["ParticleGibbs", "ParticleGibbsKernelState", "particle_gibbs_fn", "particle_gibbs_nuts",
            "particle_gibbs_inference_data", "PARTICLE_GIBBS_FIELDS"]

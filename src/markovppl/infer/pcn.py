@@ -58,10 +58,10 @@ from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer import NUTS
 from numpyro.infer.gibbs import Gibbs, conditioned, prototype_trace, with_conditioning
-from ._block import GibbsBlock
 from numpyro.infer.util import compute_log_probs
 
 from .._validation import is_concrete
+from ._block import GibbsBlock
 
 __all__ = ["PCN", "PCNState", "RandomWalk", "RandomWalkState", "pcn_nuts", "pcn_random_walk", "pcn_gibbs_fn",
            "pcn_inference_data", "PCN_FIELDS", "PCN_RW_FIELDS"]
